@@ -1,0 +1,262 @@
+"""Many WebSocket sessions at once: fan-out load from one keyword, judged by the protocol rules.
+
+``Run Concurrent Sessions`` opens hundreds or thousands of sessions against the agent
+backend (one asyncio event loop in a background thread, so the Robot process stays
+responsive), runs a scenario in each, checks every agent run against the same rules as
+the step-by-step keywords (event order, thinking, tool pairing, ids, timing, schemas)
+and every connection for isolation (no other user's events), and returns a dictionary
+of statistics. ``Concurrent Sessions Should Meet Thresholds`` turns those statistics
+into a pass or a readable failure.
+
+Scenarios:
+
+| =Scenario= | =Each session does= |
+| ``connect`` | WebSocket handshake with a token, waits for the welcome frame, closes. |
+| ``ping``    | As ``connect``, then one ``ping``/``pong`` round trip. |
+| ``chat``    | As ``connect``, then sends one user message and reads the whole agent run to its ``agent_completed`` (or ``agent_error``). |
+
+With a target resolved by the suite setup, the WebSocket URL, the JWT secret, the auth
+transport, the dialect and the timing budgets come from it; without one, give
+``ws_url`` and ``jwt_secret``. Secrets are never written to the log (pass them as
+Robot's ``Secret`` to keep them out of the argument log too).
+
+The statistics dictionary has these keys: ``scenario``, ``total``, ``concurrency``,
+``successful``, ``failed``, ``success_rate`` (percent), ``auth_rejected``,
+``timeouts``, ``errors``, ``rule_violations``, ``isolation_violations``,
+``connect_p50_ms``, ``connect_p95_ms``, ``connect_max_ms``, ``run_p50_ms``,
+``run_p95_ms``, ``run_max_ms``, ``sessions_per_second``, ``events_received``,
+``duration_s``, ``users``, ``violated_rules`` and ``first_errors`` (up to five
+distinct failure messages). Times with no sample are ``None``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import html
+import time
+from datetime import timedelta
+from typing import Any, Literal
+
+from robot.api import logger
+from robot.api.deco import keyword, library
+from robot.api.types import Secret
+
+from agentkit import dialect as dialects
+from agentkit import target as targets
+from agentkit.engine import EngineError, EngineSettings, SessionRun
+from agentkit.masking import mask, reveal
+from agentkit.spec import SpecError
+
+Scenario = Literal["connect", "ping", "chat"]
+Users = Literal["distinct", "single"]
+AuthMode = Literal["subprotocol", "bearer", "query", "none"]
+
+PROGRESS_AFTER = 3.0     # seconds before the first progress line on the console
+PROGRESS_EVERY = 2.0     # seconds between progress lines
+
+_LABELS = (
+    ("scenario", "scenario"), ("users", "users"), ("total", "sessions"), ("concurrency", "concurrency"),
+    ("successful", "successful"), ("failed", "failed"), ("success_rate", "success rate %"),
+    ("auth_rejected", "auth rejected"), ("timeouts", "timeouts"), ("errors", "errors"),
+    ("rule_violations", "rule violations"), ("isolation_violations", "isolation violations"),
+    ("connect_p50_ms", "connect p50 ms"), ("connect_p95_ms", "connect p95 ms"), ("connect_max_ms", "connect max ms"),
+    ("run_p50_ms", "run p50 ms"), ("run_p95_ms", "run p95 ms"), ("run_max_ms", "run max ms"),
+    ("sessions_per_second", "sessions/s"), ("events_received", "events received"), ("duration_s", "duration s"),
+    ("violated_rules", "violated rules"),
+)
+
+
+def _secs(value: timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+@library(scope="GLOBAL", auto_keywords=False)
+class AgentConcurrency:
+    """Fan-out sessions and their thresholds; see the module documentation for the model."""
+
+    ROBOT_LIBRARY_SCOPE = "GLOBAL"
+
+    @keyword
+    def run_concurrent_sessions(self, count: int, concurrency: int = 50, scenario: Scenario = "chat",
+                                users: Users = "distinct", session_timeout: timedelta = timedelta(seconds=30),
+                                ws_url: str | None = None, jwt_secret: Secret | str | None = None,
+                                compression: bool = False, auth: AuthMode | None = None,
+                                dialect: str | None = None, check_schemas: bool = True,
+                                message: str = "Concurrency check: please answer briefly.") -> dict[str, Any]:
+        """Runs ``count`` sessions, at most ``concurrency`` at once, and returns their statistics.
+
+        | =Argument= | =Meaning= |
+        | ``count`` | How many sessions to run in total (at least 1). |
+        | ``concurrency`` | How many are open at the same time (at least 1). Default 50. |
+        | ``scenario`` | ``connect``, ``ping`` or ``chat`` (default): what each session does, see the library introduction. |
+        | ``users`` | ``distinct`` (default): session *i* is user ``load-user-<i>`` with its own token, so isolation is checked between users. ``single``: every session is ``load-user-0``. |
+        | ``session_timeout`` | Budget for one session end to end (handshake, welcome, run), e.g. ``30s``. A session over it counts under ``timeouts``. |
+        | ``ws_url`` | ``ws://`` or ``wss://`` URL. Default: the resolved target's. |
+        | ``jwt_secret`` | Secret that signs the test tokens (``Secret`` recommended). Default: the resolved target's. |
+        | ``compression`` | Offer permessage-deflate. Off by default: it costs CPU on both ends and skews timings. |
+        | ``auth`` | Token transport: ``subprotocol``, ``bearer``, ``query`` or ``none``. Default: the target's, else ``subprotocol``. |
+        | ``dialect`` | Dialect name or file for another backend's event names. Default: the one in force. |
+        | ``check_schemas`` | Validate every agent event against its JSON Schema (rule 7). Default true. |
+        | ``message`` | The user message each ``chat`` session sends. |
+
+        A session succeeds when it reaches the welcome frame, completes its scenario and
+        breaks no rule. A handshake refused with HTTP 401/403 counts as ``auth_rejected``,
+        not as an error, so a run of refusals is never mistaken for a pass. The statistics
+        are logged as a table and returned as a dictionary (keys in the library
+        introduction); this keyword itself fails only on bad arguments: check the
+        statistics with `Concurrent Sessions Should Meet Thresholds`.
+
+        Runs that last more than a few seconds print ``sessions done N/M, failures F`` on
+        the console every two seconds.
+
+        Example:
+        | ${stats}=    Run Concurrent Sessions    200    concurrency=50    scenario=chat
+        | Concurrent Sessions Should Meet Thresholds    ${stats}    max_connect_p95=2s
+        | Should Be Equal As Integers    ${stats}[auth_rejected]    0
+        """
+        settings = self._settings(count, concurrency, scenario, users, session_timeout, ws_url, jwt_secret,
+                                  compression, auth, dialect, check_schemas, message)
+        logger.info(f"Running {count} {scenario} sessions, {concurrency} at once, {users} users, against "
+                    f"{settings.ws_url} ({settings.auth_mode} auth, JWT secret {mask(settings.jwt_secret)}, "
+                    f"compression {'on' if compression else 'off'}, session timeout {settings.session_timeout:g}s).")
+        stats = self._wait(SessionRun(settings))
+        logger.info(self._html_table(stats), html=True)
+        return stats
+
+    def _settings(self, count, concurrency, scenario, users, session_timeout, ws_url, jwt_secret, compression,
+                  auth, dialect, check_schemas, message) -> EngineSettings:
+        tgt = targets.current()
+        if ws_url is None or ws_url == "":
+            if tgt is None:
+                raise ValueError("No WebSocket URL given and no target resolved: pass ws_url=ws://... "
+                                 "or run 'Resolve Target' in the suite setup.")
+            ws_url = tgt.ws_url
+        secret = reveal(jwt_secret) if jwt_secret not in (None, "") else (tgt.jwt_secret if tgt else None)
+        options: dict[str, Any] = {}
+        if tgt is not None:
+            options = {"auth_mode": tgt.auth_mode, "subprotocol": tgt.subprotocol, "token_prefix": tgt.token_prefix,
+                       "token_encoding": tgt.token_encoding, "verify_tls": tgt.verify_tls, "ca_file": tgt.ca_file,
+                       "first_event_timeout": tgt.first_event_timeout, "run_timeout": tgt.run_timeout}
+        if auth is not None:
+            options["auth_mode"] = auth
+        if options.get("auth_mode", "subprotocol") != "none" and not secret:
+            raise ValueError("Run Concurrent Sessions needs a JWT secret to sign one token per user: pass "
+                             "jwt_secret=... or resolve a target that has one (E2E_JWT_SECRET).")
+        try:
+            d = dialects.Dialect.load(dialect) if dialect else dialects.current()
+            return EngineSettings(ws_url=ws_url, jwt_secret=secret, count=count, concurrency=concurrency,
+                                  scenario=scenario, users=users, session_timeout=_secs(session_timeout),
+                                  compression=compression, dialect=d, check_schemas=check_schemas,
+                                  message=message, **options).validate()
+        except (EngineError, SpecError, dialects.DialectError) as err:
+            raise ValueError(str(err)) from None
+
+    def _wait(self, run: SessionRun) -> dict[str, Any]:
+        """Wait in the main thread (Robot logs only from it), printing progress now and then."""
+        started = time.monotonic()
+        last = started
+        run.start()
+        try:
+            while True:
+                try:
+                    return run.result(timeout=0.25)
+                except concurrent.futures.TimeoutError:
+                    now = time.monotonic()
+                    if now - started >= PROGRESS_AFTER and now - last >= PROGRESS_EVERY:
+                        last = now
+                        logger.console(f"sessions done {run.done}/{run.total}, failures {run.failures}")
+        finally:
+            run.cancel()  # no-op when finished; on an interrupt it closes every socket and the loop
+
+    @staticmethod
+    def _html_table(stats: dict[str, Any]) -> str:
+        ok = stats.get("failed", 0) == 0 and stats.get("total", 0) > 0
+        colour = "#d4edda" if ok else "#f8d7da"
+        rows = "".join(f"<tr><th style=\"text-align:left\">{html.escape(label)}</th>"
+                       f"<td>{html.escape(_fmt(stats.get(key)))}</td></tr>" for key, label in _LABELS)
+        errors = stats.get("first_errors") or []
+        if errors:
+            items = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+            rows += f'<tr><th style="text-align:left">first errors</th><td><ul>{items}</ul></td></tr>'
+        return (f'<b>Concurrent sessions: {stats.get("successful")}/{stats.get("total")} successful</b>'
+                f'<table class="concurrency-stats" border="1" style="border-collapse:collapse;'
+                f'font-family:monospace;font-size:12px;background:{colour}">{rows}</table>')
+
+    @keyword
+    def concurrent_sessions_should_meet_thresholds(self, stats: dict, min_success_rate: float = 100,
+                                                   max_connect_p95: timedelta | None = timedelta(seconds=2),
+                                                   max_run_p95: timedelta | None = timedelta(seconds=30),
+                                                   max_isolation_violations: int = 0,
+                                                   max_rule_violations: int | None = None) -> None:
+        """Fails, listing every breached threshold, when the statistics fall short.
+
+        | =Argument= | =Meaning= |
+        | ``stats`` | The dictionary `Run Concurrent Sessions` returned. |
+        | ``min_success_rate`` | Lowest acceptable share of successful sessions, in percent. Default ``100``. |
+        | ``max_connect_p95`` | Highest acceptable 95th percentile of handshake + welcome time, e.g. ``2s``. ``None`` skips it. |
+        | ``max_run_p95`` | Highest acceptable 95th percentile of the scenario's run time (message to terminal event; ping round trip). ``None`` skips it. Not checked for ``connect``. |
+        | ``max_isolation_violations`` | Highest acceptable count of events a connection received from another user's run. Default ``0``. |
+        | ``max_rule_violations`` | Highest acceptable count of protocol-rule violations; not checked by default (they already lower the success rate). |
+
+        The failure message shows each breached threshold with the actual and the expected
+        value, how the failed sessions split up (auth rejected, timeouts, errors, rule
+        and isolation violations), and the first distinct errors.
+
+        Example:
+        | ${stats}=    Run Concurrent Sessions    1000    concurrency=1000
+        | Concurrent Sessions Should Meet Thresholds    ${stats}    min_success_rate=99.5    max_connect_p95=3s    max_run_p95=10s
+        """
+        missing = [k for k in ("total", "successful", "failed", "isolation_violations") if k not in stats]
+        if missing:
+            raise ValueError(f"Statistics lack {', '.join(missing)}: pass the dictionary that "
+                             f"'Run Concurrent Sessions' returned.")
+        total, successful = int(stats["total"]), int(stats["successful"])
+        rate = 100.0 * successful / total if total else 0.0
+        breaches: list[str] = []
+        if rate < float(min_success_rate):
+            breaches.append(
+                f"success rate {rate:.2f}% ({successful}/{total} sessions), expected at least "
+                f"{float(min_success_rate):g}%: {stats['failed']} failed (auth rejected {stats.get('auth_rejected', 0)}, "
+                f"timeouts {stats.get('timeouts', 0)}, errors {stats.get('errors', 0)}, rule violations "
+                f"{stats.get('rule_violations', 0)}, isolation violations {stats.get('isolation_violations', 0)})")
+        for key, label, limit in (("connect_p95_ms", "connect p95", max_connect_p95),
+                                  ("run_p95_ms", "run p95", max_run_p95)):
+            limit_s = _secs(limit)
+            if limit_s is None or (key == "run_p95_ms" and stats.get("scenario") == "connect"):
+                continue
+            actual = stats.get(key)
+            if actual is None:
+                breaches.append(f"{label} unknown (no session got that far), expected at most {limit_s * 1000:g} ms")
+            elif float(actual) > limit_s * 1000:
+                breaches.append(f"{label} {float(actual):g} ms, expected at most {limit_s * 1000:g} ms")
+        iso = int(stats["isolation_violations"])
+        if iso > max_isolation_violations:
+            breaches.append(f"isolation violations {iso} (connections received other users' events), "
+                            f"expected at most {max_isolation_violations}")
+        rules = int(stats.get("rule_violations", 0))
+        if max_rule_violations is not None and rules > max_rule_violations:
+            breaches.append(f"rule violations {rules} ({_fmt(stats.get('violated_rules', {}))}), "
+                            f"expected at most {max_rule_violations}")
+        if not breaches:
+            logger.info(f"All thresholds met: {successful}/{total} successful, connect p95 "
+                        f"{_fmt(stats.get('connect_p95_ms'))} ms, run p95 {_fmt(stats.get('run_p95_ms'))} ms, "
+                        f"isolation violations {iso}.")
+            return
+        head = (f"Concurrent sessions breached {len(breaches)} threshold{'s' if len(breaches) > 1 else ''} "
+                f"({stats.get('scenario', '?')}, {total} sessions, concurrency {stats.get('concurrency', '?')}):")
+        lines = [head] + [f"- {b}" for b in breaches]
+        errors = stats.get("first_errors") or []
+        if errors:
+            lines.append("First errors:")
+            lines += [f"  {e}" for e in errors]
+        raise AssertionError("\n".join(lines))

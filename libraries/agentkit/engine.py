@@ -1,0 +1,516 @@
+"""Fan-out engine: hundreds to thousands of WebSocket sessions from one keyword.
+
+One asyncio event loop (the ``websockets`` package) runs in one background thread for
+the duration of a call; an :class:`asyncio.Semaphore` bounds how many sessions are open
+at once. Every handshake is built from :class:`~agentkit.spec.ConnectionSpec`, every
+frame becomes an :class:`~agentkit.event.Event`, and every chat run is judged by
+:func:`~agentkit.rules.check_run` and :func:`~agentkit.rules.check_isolation`, so a run
+is judged the same way here as in the step-by-step keywords.
+
+Contract:
+
+* :func:`run_sessions` blocks and returns the statistics dict (see :data:`STAT_KEYS`).
+* :class:`SessionRun` is the non-blocking form: ``start()``, live ``done``/``failures``
+  counters that another thread may read, ``result(timeout)``, ``cancel()``. Leaving its
+  ``with`` block, or ``cancel()``, closes every socket and stops the loop thread, also
+  when the caller is interrupted.
+* Scenarios: ``connect`` (handshake + welcome frame), ``ping`` (+ one ping/pong round
+  trip), ``chat`` (+ one user message and its whole agent run).
+* A session fails as ``auth_rejected`` (upgrade refused with HTTP 401/403, or closed with
+  a policy code / auth error frame before the welcome), ``timeouts`` (the per-session
+  budget or the open timeout ran out), ``errors`` (anything else that stopped it), or by
+  a violated protocol rule (``rule_violations``, ``isolation_violations`` count the
+  violations). Each session lands in exactly one of successful / failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import math
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from . import dialect as dialect_module
+from .dialect import Dialect
+from .event import Event
+from .rules import RunRecord, check_isolation, check_run
+from .spec import AUTH_MODES, ConnectionSpec, SpecError, validate_ws_url
+from .tokens import make_token
+
+SCENARIOS = ("connect", "ping", "chat")
+USER_MODES = ("distinct", "single")
+POLICY_CLOSE_CODES = (1008,)
+AUTH_ERROR_CODES = ("AUTH_FAILED", "auth_failed", "unauthorized", "UNAUTHORIZED", "forbidden", "FORBIDDEN")
+
+STAT_KEYS = (
+    "scenario", "total", "concurrency", "successful", "failed", "success_rate", "auth_rejected", "timeouts",
+    "errors", "rule_violations", "isolation_violations", "connect_p50_ms", "connect_p95_ms", "connect_max_ms",
+    "run_p50_ms", "run_p95_ms", "run_max_ms", "sessions_per_second", "events_received", "duration_s",
+    "users", "violated_rules", "first_errors",
+)
+MAX_FIRST_ERRORS = 5
+
+
+class EngineError(ValueError):
+    """An argument the engine cannot run with; the message names the value."""
+
+
+@dataclass
+class EngineSettings:
+    """What to run, against what. Secrets are plain strings here and never logged.
+
+    ``users``: ``distinct`` gives session *i* the user ``<user_prefix><i>`` with its own
+    token; ``single`` runs every session as ``<user_prefix>0``. ``session_timeout`` bounds
+    one session end to end (handshake, welcome, run). ``compression`` turns on
+    permessage-deflate (off by default: it costs CPU on both ends). ``tokens``: optional
+    ``{user_id: token}`` to use instead of signing with ``jwt_secret``."""
+
+    ws_url: str
+    jwt_secret: str | None = None
+    count: int = 1
+    concurrency: int = 1
+    scenario: str = "chat"
+    users: str = "distinct"
+    session_timeout: float = 30.0
+    compression: bool = False
+    auth_mode: str = "subprotocol"
+    subprotocol: str = "jwt-auth"
+    token_prefix: str = "jwt."
+    token_encoding: str = "raw"
+    headers: dict[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    open_timeout: float = 10.0
+    close_timeout: float = 2.0
+    first_event_timeout: float = 2.0
+    run_timeout: float = 30.0
+    dialect: Dialect | str | None = None
+    user_prefix: str = "load-user-"
+    message: str = "Concurrency check: please answer briefly."
+    check_schemas: bool = True
+    tokens: dict[str, str] | None = None
+    token_lifetime: float = 3600.0
+
+    def validate(self) -> "EngineSettings":
+        """Raise :class:`EngineError` naming every bad value (all at once)."""
+        problems: list[str] = []
+        try:
+            validate_ws_url(self.ws_url)
+        except SpecError as err:
+            problems.append(str(err))
+        for name in ("count", "concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a whole number of at least 1, got {value!r}.")
+        if self.scenario not in SCENARIOS:
+            problems.append(f"scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}.")
+        if self.users not in USER_MODES:
+            problems.append(f"users must be one of {', '.join(USER_MODES)}, got {self.users!r}.")
+        for name in ("session_timeout", "open_timeout", "close_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{name} must be a positive number of seconds, got {value!r}.")
+        if self.auth_mode not in AUTH_MODES:
+            problems.append(f"auth mode must be one of {', '.join(AUTH_MODES)}, got {self.auth_mode!r}.")
+        elif self.auth_mode != "none" and not self.jwt_secret and not self.tokens:
+            problems.append(f"auth mode '{self.auth_mode}' needs a JWT secret to sign tokens, got none.")
+        if problems:
+            raise EngineError("Cannot run concurrent sessions: " + " ".join(problems))
+        return self
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of ``values`` (``None`` when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+_VARIABLE = re.compile(r"[0-9a-f]{8,}|\d+(\.\d+)?")
+
+
+class _Outcome(Exception):
+    """Ends a session early with a classified failure."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class _Tally:
+    """Counters the loop thread writes and the caller's thread may read (ints only)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.successful = 0
+        self.failed = 0
+        self.auth_rejected = 0
+        self.timeouts = 0
+        self.errors = 0
+        self.rule_violations = 0
+        self.isolation_violations = 0
+        self.events_received = 0
+        self.violated_rules: Counter[int] = Counter()
+        self.connect_ms: list[float] = []
+        self.run_ms: list[float] = []
+        self._error_keys: set[str] = set()
+        self.first_errors: list[str] = []
+
+    def note_error(self, message: str) -> None:
+        if len(self.first_errors) >= MAX_FIRST_ERRORS:
+            return
+        key = _VARIABLE.sub("#", message.split(": ", 1)[-1])
+        if key not in self._error_keys:
+            self._error_keys.add(key)
+            self.first_errors.append(message)
+
+
+class _Session:
+    """One connection's state: its frames (all of them, for the isolation check)."""
+
+    __slots__ = ("index", "user_id", "name", "frames", "seq", "ws", "auth_error_frame", "phase")
+
+    def __init__(self, index: int, user_id: str) -> None:
+        self.index = index
+        self.user_id = user_id
+        self.name = f"session-{index}"
+        self.frames: list[Event] = []
+        self.seq = 0
+        self.ws = None
+        self.auth_error_frame: Event | None = None
+        self.phase = "during the handshake"  # then: before the welcome, before the run ended
+
+
+class SessionRun:
+    """A batch of concurrent sessions running on one loop thread.
+
+    >>> with SessionRun(EngineSettings(ws_url, secret, count=100, concurrency=20)).start() as run:
+    ...     stats = run.result()
+    """
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings.validate()
+        d = settings.dialect
+        self.dialect = d if isinstance(d, Dialect) else (Dialect.load(d) if d else dialect_module.current())
+        self.tally = _Tally()
+        self._future: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task | None = None
+        self._ready = threading.Event()
+        self._cancelled = False
+        self._specs: dict[str, tuple[str, list[str] | None, dict[str, str]]] = {}
+        s = settings
+        # Options shared by every handshake, built once: an SSL context is costly to make.
+        probe = ConnectionSpec(url=s.ws_url, token="-" if s.auth_mode != "none" else None, auth=s.auth_mode,
+                               verify_tls=s.verify_tls, ca_file=s.ca_file)
+        self._connect_options: dict[str, Any] = {
+            "compression": "deflate" if s.compression else None, "open_timeout": s.open_timeout,
+            "close_timeout": s.close_timeout}
+        context = probe.ssl_context()
+        if context is not None:
+            self._connect_options["ssl"] = context
+        d = self.dialect
+        self._server_ping = frozenset(d.server_ping)
+        self._pong_names = frozenset(d.pong)
+        self._pong_reply = json.dumps({"type": d.pong[0] if d.pong else "pong"})
+        self._error_frames = frozenset(d.error_frames)
+
+    # --- caller side (any thread) ------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.settings.count
+
+    @property
+    def done(self) -> int:
+        return self.tally.done
+
+    @property
+    def failures(self) -> int:
+        return self.tally.failed
+
+    def start(self) -> "SessionRun":
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._thread_main, name="agentkit-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The statistics dict; raises ``concurrent.futures.TimeoutError`` if not done in ``timeout``."""
+        self.start()
+        stats = self._future.result(timeout)
+        self._thread.join()
+        return stats
+
+    def cancel(self, wait: float = 15.0) -> None:
+        """Stop every session (their sockets close) and the loop thread; idempotent."""
+        self._cancelled = True
+        if self._thread is None:
+            return
+        self._ready.wait(wait)
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # loop closed in between
+                pass
+        self._thread.join(wait)
+
+    def __enter__(self) -> "SessionRun":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if not self._future.done() or (self._thread is not None and self._thread.is_alive()):
+            self.cancel()
+
+    # --- loop thread ----------------------------------------------------------
+    def _thread_main(self) -> None:
+        try:
+            stats = asyncio.run(self._entry())
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            if not self._future.done():
+                self._future.set_exception(err if isinstance(err, Exception)
+                                           else RuntimeError(f"engine stopped: {err!r}"))
+        else:
+            self._future.set_result(stats)
+        finally:
+            self._ready.set()
+
+    async def _entry(self) -> dict[str, Any]:
+        self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
+        self._ready.set()
+        if self._cancelled:
+            raise asyncio.CancelledError
+        return await self._main()
+
+    async def _main(self) -> dict[str, Any]:
+        s = self.settings
+        sem = asyncio.Semaphore(s.concurrency)
+        started = time.perf_counter()
+
+        async def guarded(index: int) -> None:
+            try:
+                await self._session(index)
+            finally:
+                sem.release()
+
+        async with asyncio.TaskGroup() as group:
+            for index in range(s.count):
+                await sem.acquire()
+                group.create_task(guarded(index))
+        return self._stats(time.perf_counter() - started)
+
+    def _user(self, index: int) -> str:
+        return f"{self.settings.user_prefix}{index if self.settings.users == 'distinct' else 0}"
+
+    def _handshake(self, user_id: str) -> tuple[str, list[str] | None, dict[str, str]]:
+        """URL, subprotocols, headers for one user, built once per user from ConnectionSpec."""
+        cached = self._specs.get(user_id)
+        if cached is not None:
+            return cached
+        s = self.settings
+        token = None
+        if s.auth_mode != "none":
+            token = (s.tokens or {}).get(user_id) or make_token(s.jwt_secret, user_id, s.token_lifetime)
+        spec = ConnectionSpec(url=s.ws_url, token=token, auth=s.auth_mode, subprotocol=s.subprotocol,
+                              token_prefix=s.token_prefix, token_encoding=s.token_encoding,
+                              headers=s.headers, verify_tls=s.verify_tls, ca_file=s.ca_file,
+                              open_timeout=s.open_timeout)
+        cached = (spec.request_url(), spec.subprotocols() or None, spec.request_headers())
+        if s.users == "single" or len(self._specs) < 100_000:
+            self._specs[user_id] = cached
+        return cached
+
+    async def _recv(self, sess: _Session) -> Event:
+        data = await sess.ws.recv()
+        sess.seq += 1
+        event = Event.from_text(sess.seq, time.perf_counter(), sess.name, data, self.dialect)
+        sess.frames.append(event)
+        self.tally.events_received += 1
+        if event.type in self._server_ping:
+            await sess.ws.send(self._pong_reply)
+        return event
+
+    async def _session(self, index: int) -> None:
+        s = self.settings
+        tally = self.tally
+        sess = _Session(index, self._user(index))
+        failure: _Outcome | None = None
+        violations: list = []
+        try:
+            url, subprotocols, headers = self._handshake(sess.user_id)
+            async with asyncio.timeout(s.session_timeout):
+                t0 = time.perf_counter()
+                async with connect(url, subprotocols=subprotocols, additional_headers=headers or None,
+                                   **self._connect_options) as ws:
+                    sess.ws = ws
+                    sess.phase = "before the welcome frame"
+                    await self._welcome(sess)
+                    tally.connect_ms.append((time.perf_counter() - t0) * 1000.0)
+                    sess.phase = {"ping": "before the pong", "chat": "before the run ended"}.get(s.scenario, "while closing")
+                    if s.scenario == "ping":
+                        await self._ping(sess)
+                    elif s.scenario == "chat":
+                        violations = await self._chat(sess)
+        except _Outcome as outcome:
+            failure = outcome
+        except InvalidStatus as err:
+            code = err.response.status_code
+            if code in (401, 403):
+                failure = _Outcome("auth_rejected", f"handshake refused with HTTP {code}")
+            else:
+                failure = _Outcome("errors", f"handshake refused with HTTP {code}")
+        except TimeoutError:
+            n = len(sess.frames)
+            failure = _Outcome("timeouts", f"timed out after {s.session_timeout:g}s {sess.phase} "
+                                           f"({n} frame{'' if n == 1 else 's'} received)")
+        except ConnectionClosed as err:
+            failure = _Outcome("errors", f"connection closed unexpectedly: {err}")
+        except (InvalidHandshake, InvalidURI, OSError, ssl.SSLError) as err:
+            failure = _Outcome("errors", f"{type(err).__name__}: {err}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one broken session must not stop the batch
+            failure = _Outcome("errors", f"unexpected {type(err).__name__}: {err}")
+        finally:
+            sess.ws = None
+
+        welcome_user = next((e.user_id for e in sess.frames if e.is_welcome and e.user_id), None)
+        isolation = check_isolation(sess.frames, welcome_user or sess.user_id, sess.name)
+        tally.isolation_violations += len(isolation)
+        tally.rule_violations += len(violations)
+        for v in violations:
+            tally.violated_rules[v.rule] += 1
+        for v in isolation:
+            tally.violated_rules[v.rule] += 1
+        tally.done += 1
+        if failure is not None:
+            setattr(tally, failure.kind, getattr(tally, failure.kind) + 1)
+            tally.note_error(f"{sess.name} ({sess.user_id}): {failure.message}")
+        for v in (violations + isolation)[:2]:
+            tally.note_error(f"{sess.name} ({sess.user_id}): {v}")
+        if failure is None and not violations and not isolation:
+            tally.successful += 1
+        else:
+            tally.failed += 1
+
+    async def _welcome(self, sess: _Session) -> None:
+        """Read until the welcome frame (or any agent event: the connection is accepted)."""
+        while True:
+            try:
+                event = await self._recv(sess)
+            except ConnectionClosed as err:
+                code = err.rcvd.code if err.rcvd else None
+                sess.seq += 1
+                sess.frames.append(Event.closed(sess.seq, time.perf_counter(), sess.name, code,
+                                                err.rcvd.reason if err.rcvd else "", self.dialect))
+                if code in POLICY_CLOSE_CODES or sess.auth_error_frame is not None:
+                    raise _Outcome("auth_rejected", f"connection closed with code {code} before the welcome frame"
+                                   + (f" after {sess.auth_error_frame.summary(80)}" if sess.auth_error_frame else ""))
+                raise _Outcome("errors", f"connection closed with code {code} before the welcome frame") from None
+            if event.is_welcome or event.is_agent_event:
+                return
+            if event.type in self._error_frames:
+                code = str(event.field("error_code", ""))
+                if code in AUTH_ERROR_CODES or "auth" in code.lower():
+                    sess.auth_error_frame = event
+
+    async def _ping(self, sess: _Session) -> None:
+        sent = time.perf_counter()
+        await sess.ws.send('{"type": "ping"}')
+        while True:
+            try:
+                event = await self._recv(sess)
+            except ConnectionClosed as err:
+                raise _Outcome("errors", f"connection closed (code {err.rcvd.code if err.rcvd else None}) "
+                                         f"before the pong") from None
+            if event.type in self._pong_names:
+                self.tally.run_ms.append((time.perf_counter() - sent) * 1000.0)
+                return
+
+    async def _chat(self, sess: _Session) -> list:
+        s = self.settings
+        tag = uuid.uuid4().hex[:12]
+        thread_id = f"load-thread-{sess.index}-{tag}"
+        run_id = f"load-run-{sess.index}-{tag}"
+        message = json.dumps(self.dialect.build_user_message(s.message, thread_id, run_id))
+        welcome_user = next((e.user_id for e in sess.frames if e.is_welcome and e.user_id), None)
+        record = RunRecord(sess.name, welcome_user or sess.user_id, run_id, thread_id, 0.0, dialect=self.dialect)
+        record.sent_at = time.perf_counter()
+        await sess.ws.send(message)
+        events = record.events
+        while True:
+            try:
+                event = await self._recv(sess)
+            except ConnectionClosed as err:
+                code = err.rcvd.code if err.rcvd else None
+                sess.seq += 1
+                record.close = Event.closed(sess.seq, time.perf_counter(), sess.name, code,
+                                            err.rcvd.reason if err.rcvd else "", self.dialect)
+                sess.frames.append(record.close)
+                record.ended = "closed"
+                break
+            if event.kind != "frame" or not event.is_json_object:
+                continue
+            if event.run_id == run_id or event.thread_id == thread_id:
+                events.append(event)
+                if event.is_terminal:
+                    self.tally.run_ms.append((event.received - record.sent_at) * 1000.0)
+                    break
+        # Judged after collection: no rule work while frames are arriving.
+        return check_run(record, s.first_event_timeout, s.run_timeout, schemas=s.check_schemas)
+
+    def _stats(self, duration: float) -> dict[str, Any]:
+        t, s = self.tally, self.settings
+        rnd = (lambda v: None if v is None else round(v, 1))
+        return {
+            "scenario": s.scenario,
+            "total": t.done,
+            "concurrency": s.concurrency,
+            "successful": t.successful,
+            "failed": t.failed,
+            "success_rate": round(100.0 * t.successful / t.done, 2) if t.done else 0.0,
+            "auth_rejected": t.auth_rejected,
+            "timeouts": t.timeouts,
+            "errors": t.errors,
+            "rule_violations": t.rule_violations,
+            "isolation_violations": t.isolation_violations,
+            "connect_p50_ms": rnd(percentile(t.connect_ms, 50)),
+            "connect_p95_ms": rnd(percentile(t.connect_ms, 95)),
+            "connect_max_ms": rnd(max(t.connect_ms) if t.connect_ms else None),
+            "run_p50_ms": rnd(percentile(t.run_ms, 50)),
+            "run_p95_ms": rnd(percentile(t.run_ms, 95)),
+            "run_max_ms": rnd(max(t.run_ms) if t.run_ms else None),
+            "sessions_per_second": round(t.done / duration, 1) if duration > 0 else 0.0,
+            "events_received": t.events_received,
+            "duration_s": round(duration, 3),
+            "users": s.users,
+            "violated_rules": {f"rule {k}": v for k, v in sorted(t.violated_rules.items())},
+            "first_errors": list(t.first_errors),
+        }
+
+
+def run_sessions(settings: EngineSettings | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run a batch to the end and return its statistics (blocking).
+
+    ``run_sessions(ws_url=..., jwt_secret=..., count=200, concurrency=50)``; an interrupt
+    (KeyboardInterrupt) stops every session and the loop thread before it propagates."""
+    run = SessionRun(settings or EngineSettings(**kwargs))
+    with run:
+        return run.result()

@@ -1,0 +1,158 @@
+"""Start and stop the embedded reference backend as a child process.
+
+A child process, not a thread: its CPU never skews the client's timings and a crash in
+it cannot take Robot down. It binds port 0 and reports its URL on one stdout line; we
+wait for that line (not a sleep), then drain its output to a log file so a full pipe
+can never stall it. Every started process is stopped at interpreter exit too."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+READY = re.compile(r"listening on (http://\S+)")
+_running: set["BackendProcess"] = set()
+_lock = threading.Lock()
+
+
+class BackendStartError(RuntimeError):
+    """The reference backend did not come up; the message holds its last output."""
+
+
+class BackendProcess:
+    """One reference backend child process.
+
+    ``faults``: fault-mode names (PROTOCOL.md); ``think_delay`` seconds between events;
+    ``tools``: tool calls per run. ``jwt_secret``/``simulation_key`` default to fresh
+    random values per process, so no development default is ever relied on."""
+
+    def __init__(self, faults: list[str] | tuple[str, ...] = (), think_delay: float = 0.01, tools: int = 1,
+                 jwt_secret: str | None = None, simulation_key: str | None = None,
+                 log_file: str | Path | None = None, host: str = "127.0.0.1",
+                 extra_args: list[str] | None = None) -> None:
+        self.faults = [f for f in faults if f]
+        self.think_delay = think_delay
+        self.tools = tools
+        self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
+        self.simulation_key = simulation_key or secrets.token_urlsafe(24)
+        self.log_file = Path(log_file) if log_file else None
+        self.host = host
+        self.extra_args = list(extra_args or [])
+        self.url: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self._drain: threading.Thread | None = None
+        self._tail: list[str] = []
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "reference_backend", "--host", self.host, "--port", "0",
+               "--think-delay", str(self.think_delay), "--tools", str(self.tools)]
+        for fault in self.faults:
+            cmd += ["--fault", fault]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 20.0) -> "BackendProcess":
+        env = dict(os.environ, E2E_JWT_SECRET=self.jwt_secret, E2E_OAUTH_SIMULATION_KEY=self.simulation_key,
+                   PYTHONUNBUFFERED="1")
+        env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
+        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        with _lock:
+            _running.add(self)
+        ready = threading.Event()
+        self._drain = threading.Thread(target=self._read_output, args=(ready,), daemon=True,
+                                       name=f"reference-backend-{self.proc.pid}")
+        self._drain.start()
+        if not ready.wait(timeout) or self.url is None:
+            self.stop()
+            tail = "".join(self._tail[-20:]) or "<no output>"
+            raise BackendStartError(f"Reference backend did not report ready within {timeout:g}s "
+                                    f"(command: {' '.join(self.command())}). Last output:\n{tail}")
+        return self
+
+    def _read_output(self, ready: threading.Event) -> None:
+        log = self.log_file.open("a", encoding="utf-8") if self.log_file else None
+        try:
+            for line in self.proc.stdout:
+                if log:
+                    log.write(line)
+                else:
+                    self._tail = (self._tail + [line])[-50:]
+                if self.url is None:
+                    match = READY.search(line)
+                    if match:
+                        self.url = match.group(1).rstrip("/")
+                        ready.set()
+                    else:
+                        self._tail = (self._tail + [line])[-50:]
+        finally:
+            ready.set()  # process ended before ready: let start() fail at once
+            if log:
+                log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if it will not go. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if self._drain is not None:
+            self._drain.join(5)
+        with _lock:
+            _running.discard(self)
+        return proc.returncode
+
+    def __enter__(self) -> "BackendProcess":
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def stop_all() -> None:
+    with _lock:
+        running = list(_running)
+    for proc in running:
+        proc.stop()
+
+
+atexit.register(stop_all)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+    """Poll a condition until true or timeout (for conditions no event signals, e.g. a port closing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

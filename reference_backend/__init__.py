@@ -1,0 +1,12 @@
+"""The embedded reference backend: the kit's default system under test.
+
+A FastAPI + uvicorn service that speaks the agent chat protocol of PROTOCOL.md
+(health and discovery endpoints, the e2e auth service, the ``/ws`` agent event
+stream) and can break one protocol rule at a time on request (fault modes), so
+the suites can be shown to fail for the right reason.
+
+It shares no code with ``libraries/``: it is the thing under test, written from
+PROTOCOL.md on its own. Start it with ``python -m reference_backend --port 0``.
+"""
+
+__version__ = "1.0.0"

@@ -1,0 +1,139 @@
+"""Command line: ``python -m reference_backend --port 0 [options]``.
+
+Prints ``reference backend listening on http://<host>:<port>`` on stdout once
+serving, logs connections and runs to stderr, exits 0 on SIGTERM/SIGINT and 2
+on a bad option (including an unknown fault name). See ``--help`` and
+:mod:`reference_backend.config` for the environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from .config import (
+    DEFAULT_SLOW_FIRST_DELAY,
+    DEFAULT_THINK_DELAY,
+    DEFAULT_TOOLS,
+    DEV_JWT_SECRET,
+    DEV_SIMULATION_KEY,
+    BackendConfig,
+    env_defaults,
+)
+from .faults import FAULTS, parse_faults
+
+
+def _non_negative(kind):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _fault_name(text: str) -> str:
+    try:
+        parse_faults([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fault_help = "\n".join(f"  {name:<27} {rule}" for name, rule in FAULTS.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_backend",
+        description="Reference agent chat backend (PROTOCOL.md) with fault modes for testing the suites.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="fault modes (each breaks one rule):\n" + fault_help + "\n\n"
+        "environment: E2E_JWT_SECRET, E2E_OAUTH_SIMULATION_KEY (dev defaults when unset),\n"
+        "REFERENCE_BACKEND_THINK_DELAY, REFERENCE_BACKEND_TOOLS, REFERENCE_BACKEND_FAULTS (comma-separated),\n"
+        "REFERENCE_BACKEND_SLOW_FIRST_DELAY; options override them.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_non_negative(int), default=0, help="port to bind; 0 picks a free one (default 0)")
+    parser.add_argument("--think-delay", type=_non_negative(float), metavar="SECONDS",
+                        help=f"delay between a run's events (default {DEFAULT_THINK_DELAY})")
+    parser.add_argument("--tools", type=_non_negative(int), metavar="N",
+                        help=f"tool calls per run (default {DEFAULT_TOOLS})")
+    parser.add_argument("--fault", action="append", type=_fault_name, metavar="NAME",
+                        help="enable a fault mode (repeatable); replaces REFERENCE_BACKEND_FAULTS")
+    parser.add_argument("--slow-first-delay", type=_non_negative(float), metavar="SECONDS",
+                        help=f"first-event delay of the slow-first-event fault (default {DEFAULT_SLOW_FIRST_DELAY})")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BackendConfig:
+    """Merge options over environment over defaults; bad environment values are CLI errors too."""
+    env = env_defaults()
+
+    def pick(option, env_key, kind, default):
+        if option is not None:
+            return option
+        if env[env_key] is None:
+            return default
+        try:
+            return _non_negative(kind)(env[env_key])
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"environment {env_key.upper()}: {exc}")
+
+    try:
+        faults = parse_faults(args.fault if args.fault else (env["faults"] or "").split(","))
+    except ValueError as exc:
+        parser.error(f"REFERENCE_BACKEND_FAULTS: {exc}")
+    return BackendConfig(
+        jwt_secret=env["jwt_secret"] or DEV_JWT_SECRET,
+        simulation_key=env["simulation_key"] or DEV_SIMULATION_KEY,
+        think_delay=pick(args.think_delay, "think_delay", float, DEFAULT_THINK_DELAY),
+        tools=pick(args.tools, "tools", int, DEFAULT_TOOLS),
+        faults=faults,
+        slow_first_delay=pick(args.slow_first_delay, "slow_first_delay", float, DEFAULT_SLOW_FIRST_DELAY),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Until uvicorn takes over the signals, a stop request simply ends the process quietly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args, parser)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("reference_backend")
+    if config.jwt_secret == DEV_JWT_SECRET or config.simulation_key == DEV_SIMULATION_KEY:
+        log.info("using development secrets (set E2E_JWT_SECRET / E2E_OAUTH_SIMULATION_KEY for shared use)")
+    log.info(
+        "think_delay=%ss tools=%d faults=%s",
+        config.think_delay,
+        config.tools,
+        ",".join(sorted(config.faults)) or "none",
+    )
+
+    from .app import create_app  # imported late so --help and option errors stay fast
+    from .server import serve
+
+    try:
+        serve(create_app(config), args.host, args.port, args.log_level)
+    except OSError as exc:
+        log.error("cannot bind %s:%s: %s", args.host, args.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl+C before the server took over the signal
+        sys.exit(0)

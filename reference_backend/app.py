@@ -1,0 +1,108 @@
+"""The FastAPI app: health, discovery, MCP info, the e2e auth service, and ``/ws``.
+
+``/api/*`` requires ``Authorization: Bearer <valid token>`` (401 otherwise);
+``/health`` and ``/auth/*`` are open. Discovery URLs are built from the
+request's own host and port, so they are right for whatever port was bound.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from . import __version__
+from . import faults as f
+from .auth import InvalidToken, bearer_token, issue_token, simulation_key_ok, verify_token
+from .config import TOOL_NAMES, BackendConfig
+from .connections import ConnectionRegistry
+from .ws import AgentWebSocket
+
+MCP_SERVER_NAME = "reference-tools"
+
+
+def create_app(config: BackendConfig) -> FastAPI:
+    """Build the app for one configuration; no global state is shared between apps."""
+    # Every endpoint is async: sync ones would hop to a thread pool for no gain.
+    app = FastAPI(title="Reference agent backend", version=__version__)
+    registry = ConnectionRegistry()
+    started = time.time()
+
+    def health() -> JSONResponse:
+        if config.has(f.HEALTH_500):
+            return JSONResponse({"status": "unhealthy"}, status_code=500)
+        return JSONResponse(
+            {
+                "status": "healthy",
+                "service": "reference-backend",
+                "version": __version__,
+                "uptime_s": round(time.time() - started, 3),
+                "connections": len(registry),
+            }
+        )
+
+    async def require_user(authorization: str | None = Header(default=None)) -> dict:
+        token = bearer_token(authorization)
+        if token is None:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return verify_token(token, config)
+        except InvalidToken:
+            raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"}) from None
+
+    @app.get("/health")
+    async def public_health() -> JSONResponse:
+        return health()
+
+    @app.get("/api/health", dependencies=[Depends(require_user)])
+    async def api_health() -> JSONResponse:
+        return health()
+
+    @app.get("/api/discovery/services", dependencies=[Depends(require_user)])
+    async def discovery(request: Request) -> dict:
+        base = str(request.base_url).rstrip("/")
+        ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+        return {
+            "services": {
+                "backend": {"url": base, "health": base + "/health"},
+                "websocket": {"url": ws_base + "/ws", "subprotocol": "jwt-auth"},
+                "auth": {"url": base, "health": base + "/auth/health"},
+            }
+        }
+
+    @app.get("/api/mcp/config", dependencies=[Depends(require_user)])
+    async def mcp_config() -> dict:
+        return {
+            "version": "1",
+            "servers": {MCP_SERVER_NAME: {"transport": "builtin", "tools": list(TOOL_NAMES)}},
+        }
+
+    @app.get("/api/mcp/servers", dependencies=[Depends(require_user)])
+    async def mcp_servers() -> dict:
+        return {"data": [{"name": MCP_SERVER_NAME, "status": "connected", "tools": list(TOOL_NAMES)}]}
+
+    @app.get("/auth/health")
+    async def auth_health() -> dict:
+        return {"status": "healthy", "service": "reference-auth"}
+
+    @app.post("/auth/e2e/test-auth")
+    async def e2e_test_auth(
+        request: Request, simulation_key: str | None = Header(default=None, alias="X-E2E-OAuth-Simulation-Key")
+    ) -> JSONResponse:
+        # Key first: a caller without the key learns nothing about the body rules.
+        if not simulation_key_ok(simulation_key, config):
+            return JSONResponse({"detail": "invalid or missing simulation key"}, status_code=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        email = body.get("email") if isinstance(body, dict) else None
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(email, str) or "@" not in email or (name is not None and not isinstance(name, str)):
+            return JSONResponse({"detail": "body must be {\"email\": <address>, \"name\": <string>}"}, status_code=400)
+        token = issue_token(email, name, config)
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": config.token_ttl})
+
+    app.router.add_websocket_route("/ws", AgentWebSocket(config, registry))
+    return app

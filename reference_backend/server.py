@@ -1,0 +1,95 @@
+"""Run the app under uvicorn on a socket we bind ourselves, and stop cleanly on a signal.
+
+Binding first is how ``--port 0`` learns its real port before serving. Once
+uvicorn serves, exactly one line goes to stdout: ``READY_LINE`` with the URL.
+SIGTERM and SIGINT both trigger uvicorn's graceful shutdown, after which the
+process exits 0 (uvicorn would otherwise re-raise the signal on the way out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+
+import uvicorn
+
+READY_LINE = "reference backend listening on {url}"
+
+# Seconds the graceful shutdown may wait for open connections before cancelling them.
+SHUTDOWN_TIMEOUT = 3.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on (host, port); port 0 picks a free one."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def public_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    # A wildcard bind is reachable on loopback; print an address a client can dial.
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that announces readiness and does not re-raise the stop signal."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            sys.stdout.write(READY_LINE.format(url=self._url) + "\n")
+            sys.stdout.flush()
+
+    def capture_signals(self):  # noqa: D401 - same contract as the parent, minus the re-raise
+        return _StopSignals(self)
+
+
+class _StopSignals:
+    def __init__(self, server: uvicorn.Server) -> None:
+        self._server = server
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._server.handle_exit)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(app, host: str, port: int, log_level: str) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT; raises OSError if the address can't be bound."""
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # logging is set up by the CLI; keeps stdout for the ready line only
+        log_level=log_level,
+        access_log=False,  # one log line per HTTP request costs more than the request
+        lifespan="off",
+        http="h11",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # frames are tiny; compression only costs CPU
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
+        server_header=False,
+    )
+    server = _Server(config, public_url(sock))
+    asyncio.run(server.serve(sockets=[sock]))

@@ -1,0 +1,33 @@
+"""Shared fixtures: the reference backend as a real child process on a free port.
+
+``libraries`` and the project root are on sys.path (pyproject's pytest ``pythonpath``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentkit.process import BackendProcess
+
+
+@pytest.fixture(scope="session")
+def backend():
+    """One healthy reference backend for the whole session (think delay 2 ms, 1 tool)."""
+    with BackendProcess(think_delay=0.002) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def backend_factory():
+    """Start extra backends (e.g. with a fault): ``backend_factory(faults=["leak"])``.
+    Every one started is stopped at the end of the session, also on failure."""
+    started: list[BackendProcess] = []
+
+    def start(**kwargs) -> BackendProcess:
+        kwargs.setdefault("think_delay", 0.002)
+        proc = BackendProcess(**kwargs).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
