@@ -19,12 +19,13 @@ from typing import Any
 
 import jwt
 import requests
-from assertionengine import AssertionOperator, verify_assertion
+from assertionengine import AssertionOperator
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.api.types import Secret
 
 from agentkit import target as targets
+from agentkit.assertions import verify
 from agentkit import tokens
 from agentkit.masking import as_secret, mask, reveal
 
@@ -243,10 +244,7 @@ class AgentAuth:
         claims = self.decode_token(token, verify=False)
         if claim not in claims and assertion_operator is None:
             raise AssertionError(f"Token has no claim '{claim}'; it has {sorted(claims)}.")
-        value = claims.get(claim)
-        if isinstance(value, int) and expected is not None and str(expected).lstrip("-").isdigit():
-            expected = int(expected)
-        return verify_assertion(value, assertion_operator, expected, f"Claim '{claim}'")
+        return verify(claims.get(claim), assertion_operator, expected, f"Claim '{claim}'")
 
     @keyword
     def secrets_should_be_equal(self, first: Secret | str, second: Secret | str) -> None:

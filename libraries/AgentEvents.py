@@ -23,6 +23,7 @@ from agentkit import dialect as dialects
 from agentkit import rules
 from agentkit import target as targets
 from agentkit import timeline
+from agentkit.assertions import verify
 from agentkit.client import REGISTRY
 from agentkit.dialect import get_path
 from agentkit.event import Event
@@ -211,7 +212,7 @@ class AgentEvents:
             if assertion_operator is None:
                 raise AssertionError(f"Event has no field '{path}': {str(message)[:300]}")
             value = None
-        return verify_assertion(value, assertion_operator, expected, f"Field '{path}' of {get_path(message, 'type')}")
+        return verify(value, assertion_operator, expected, f"Field '{path}' of {get_path(message, 'type')}")
 
     @keyword
     def use_event_dialect(self, name_or_path: str) -> str:
