@@ -172,7 +172,7 @@ class AgentAuth:
         status, body, url = self._post_test_auth(email, None, auth_url, simulation_key, header, 10.0,
                                                  send_key=simulation_key is not None)
         if status not in expected:
-            raise AssertionError(f"Expected {url} to refuse the simulation key {mask(simulation_key)} with HTTP "
+            raise AssertionError(f"Expected {url} to refuse the simulation key {mask(simulation_key, keep=0)} with HTTP "
                                  f"{'/'.join(map(str, expected))}, got HTTP {status}"
                                  + (": the key was ACCEPTED and a token issued" if status == 200 else f": {str(body)[:200]}"))
         return status
@@ -202,7 +202,7 @@ class AgentAuth:
             for field in ("access_token", "refresh_token"):
                 if field in shown:
                     shown[field] = mask(shown[field])
-        logger.info(f"POST {url} with {header}: {mask(plain_key) if send_key else '(no key)'} -> "
+        logger.info(f"POST {url} with {header}: {mask(plain_key, keep=0) if send_key else '(no key)'} -> "
                     f"HTTP {resp.status_code} {str(shown)[:300]}")
         return resp.status_code, body, url
 

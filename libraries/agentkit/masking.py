@@ -20,14 +20,15 @@ def reveal(value: Any) -> str | None:
 
 
 def mask(value: Any, keep: int = 4) -> str:
-    """``eyJh…Xk9Q (212 chars)`` for long values, ``•••• (6 chars)`` for short ones."""
+    """``eyJh…Xk9Q (212 chars)`` for long values (tokens), ``•••• (6 chars)`` for short ones
+    and for ``keep=0`` (signing secrets and keys: not even a prefix)."""
     plain = reveal(value)
     if plain is None:
         return "<none>"
     if not plain:
         return "<empty>"
     n = len(plain)
-    if n < 24:  # short secrets: show nothing but the length
+    if n < 24 or keep == 0:  # secrets and short values: show nothing but the length
         return f"•••• ({n} chars)"
     return f"{plain[:keep]}…{plain[-keep:]} ({n} chars)"
 

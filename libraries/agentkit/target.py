@@ -39,9 +39,11 @@ class Target:
         out = {}
         for key, value in asdict(self).items():
             if key in ("jwt_secret", "simulation_key"):
-                value = mask(value) if value else "(not set)"
+                value = mask(value, keep=0) if value else "(not set)"
             elif key == "extra":
                 continue
+            elif key in ("first_event_timeout", "run_timeout"):
+                value = f"{value:g}s"
             out[key] = str(value)
         return out
 
