@@ -9,11 +9,15 @@ Serves: ``/ws`` (JWT from subprotocol ``jwt.<t>``, ``Authorization: Bearer`` or
 ``?token=``; refusal is HTTP 403 before the upgrade), and the GET endpoints
 ``/health``, ``/api/health``, ``/api/discovery/services``, ``/api/mcp/config``,
 ``/api/mcp/servers`` (bearer required, else 401), ``/auth/health``.
-Not served: ``POST /auth/e2e/test-auth`` - the websockets HTTP parser rejects
-request bodies (400) before any hook runs, so tokens must be minted by the client.
+``POST /auth/e2e/test-auth`` cannot be served on the WebSocket port (the websockets
+HTTP parser rejects request bodies before any hook runs), so with ``--auth-port`` an
+auth service on its own port (PROTOCOL.md allows that) serves ``GET /auth/health`` and
+``POST /auth/e2e/test-auth`` with the standard library's HTTP server.
 
-Usage: ``python benchmarks/raw_protocol_server.py --port 0 [--think-delay S] [--tools N]``;
-prints ``reference backend listening on http://127.0.0.1:<port>`` once serving.
+Usage: ``python benchmarks/raw_protocol_server.py --port 0 [--think-delay S] [--tools N]
+[--auth-port 0]``; prints ``reference backend listening on http://127.0.0.1:<port>`` once
+serving, preceded by ``auth service listening on http://127.0.0.1:<port>`` with ``--auth-port``.
+Simulation key: ``E2E_OAUTH_SIMULATION_KEY`` (default ``reference-backend-dev-simulation-key``).
 Secret: ``E2E_JWT_SECRET`` (default ``reference-backend-dev-secret-not-for-shared-use``).
 """
 
@@ -105,7 +109,8 @@ async def run(ws, user_id, payload, think_delay, tools):
     for i in range(tools):
         name = TOOLS[i % len(TOOLS)]
         steps += [("tool_executing", {"tool_name": name, "parameters": {"query": content}}),
-                  ("tool_completed", {"tool_name": name, "result": {"summary": "ok"}, "duration_ms": think_delay * 1000})]
+                  ("tool_completed", {"tool_name": name, "result": {"summary": "ok"},
+                                      "duration_ms": think_delay * 1000})]
     steps += [("agent_thinking", {"thought": "Composing"}), ("agent_completed", {"result": "Answer to: " + content})]
     for index, (kind, data) in enumerate(steps):
         if index and think_delay:
@@ -145,7 +150,60 @@ async def handler(ws, think_delay, tools):
             task.cancel()
 
 
+SIMULATION_KEY = os.environ.get("E2E_OAUTH_SIMULATION_KEY") or "reference-backend-dev-simulation-key"
+
+
+def start_auth_service(host, port):
+    """The auth service on its own port, in a thread: health and test-auth token issue."""
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet: one line per request would swamp the log
+            pass
+
+        def reply(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/auth/health":
+                return self.reply(200, {"status": "healthy"})
+            self.reply(404, {"detail": "not found"})
+
+        def do_POST(self):
+            if self.path != "/auth/e2e/test-auth":
+                return self.reply(404, {"detail": "not found"})
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                return self.reply(400, {"detail": "invalid json"})
+            key = self.headers.get("X-E2E-OAuth-Simulation-Key") or ""
+            if not hmac.compare_digest(key.encode(), SIMULATION_KEY.encode()):
+                return self.reply(401, {"detail": "invalid simulation key"})
+            email = str(body.get("email") or "")
+            if not email:
+                return self.reply(422, {"detail": "email required"})
+            now = int(time.time())
+            token = jwt.encode({"sub": email.split("@")[0], "email": email, "iat": now, "exp": now + 900,
+                                "type": "access"}, SECRET, algorithm="HS256")
+            self.reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 900})
+
+    httpd = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 async def main(args):
+    auth = start_auth_service(args.host, args.auth_port) if args.auth_port is not None else None
+    if auth is not None:
+        print(f"auth service listening on http://{args.host}:{auth.server_address[1]}", flush=True)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
@@ -155,6 +213,8 @@ async def main(args):
         port = server.sockets[0].getsockname()[1]
         print(f"reference backend listening on http://{args.host}:{port}", flush=True)
         await stop
+    if auth is not None:
+        auth.shutdown()
 
 
 if __name__ == "__main__":
@@ -163,4 +223,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--think-delay", type=float, default=0.02)
     parser.add_argument("--tools", type=int, default=1)
+    parser.add_argument("--auth-port", type=int, default=None, help="serve the auth service on this port (0: free)")
     asyncio.run(main(parser.parse_args()))

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "REFERENCE_BACKEND_SLOW_FIRST_DELAY; options override them.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_non_negative(int), default=0, help="port to bind; 0 picks a free one (default 0)")
+    parser.add_argument("--port", type=_non_negative(int), default=0,
+                        help="port to bind; 0 picks a free one (default 0)")
     parser.add_argument("--think-delay", type=_non_negative(float), metavar="SECONDS",
                         help=f"delay between a run's events (default {DEFAULT_THINK_DELAY})")
     parser.add_argument("--tools", type=_non_negative(int), metavar="N",
@@ -121,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         ",".join(sorted(config.faults)) or "none",
     )
 
-    from .app import create_app  # imported late so --help and option errors stay fast
+    from .app import create_asgi_app  # imported late so --help and option errors stay fast
     from .server import serve
 
     try:
-        serve(create_app(config), args.host, args.port, args.log_level)
+        serve(create_asgi_app(config), args.host, args.port, args.log_level)
     except OSError as exc:
         log.error("cannot bind %s:%s: %s", args.host, args.port, exc)
         return 1

@@ -75,7 +75,7 @@ async def stream_run(
     steps = f.apply_sequence_faults(plan_steps(request.content, config.tools, config.think_delay), config.faults)
     run_id = new_run_id() if config.has(f.WRONG_RUN_ID) else request.run_id
     # The envelope's fixed part, serialized once; each event adds type, timestamp and data.
-    ids = f'"run_id":{json.dumps(run_id)},"thread_id":{json.dumps(request.thread_id)},"user_id":{json.dumps(conn.user_id)}'
+    ids = json.dumps({"run_id": run_id, "thread_id": request.thread_id, "user_id": conn.user_id})[1:-1]
     leak = config.has(f.LEAK)
     close_mid_run = config.has(f.CLOSE_MID_RUN)
     delay = config.think_delay

@@ -9,13 +9,18 @@ process exits 0 (uvicorn would otherwise re-raise the signal on the way out).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import sys
 
 import uvicorn
 
+log = logging.getLogger("reference_backend")
+
 READY_LINE = "reference backend listening on {url}"
+
+_LEVELS = ["debug", "info", "warning", "error"]
 
 # Seconds the graceful shutdown may wait for open connections before cancelling them.
 SHUTDOWN_TIMEOUT = 3.0
@@ -31,7 +36,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
@@ -57,6 +61,7 @@ class _Server(uvicorn.Server):
         if self.started and not self.should_exit:
             sys.stdout.write(READY_LINE.format(url=self._url) + "\n")
             sys.stdout.flush()
+            log.info("serving on %s (WebSocket %s/ws)", self._url, "ws" + self._url[4:])
 
     def capture_signals(self):  # noqa: D401 - same contract as the parent, minus the re-raise
         return _StopSignals(self)
@@ -82,7 +87,8 @@ def serve(app, host: str, port: int, log_level: str) -> None:
     config = uvicorn.Config(
         app,
         log_config=None,  # logging is set up by the CLI; keeps stdout for the ready line only
-        log_level=log_level,
+        # uvicorn logs three lines per WebSocket that repeat ours; keep only its warnings.
+        log_level="debug" if log_level == "debug" else max(log_level, "warning", key=_LEVELS.index),
         access_log=False,  # one log line per HTTP request costs more than the request
         lifespan="off",
         http="h11",
@@ -93,3 +99,4 @@ def serve(app, host: str, port: int, log_level: str) -> None:
     )
     server = _Server(config, public_url(sock))
     asyncio.run(server.serve(sockets=[sock]))
+    log.info("stopped")

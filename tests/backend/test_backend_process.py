@@ -1,0 +1,84 @@
+"""The reference backend as a process: ready line, clean stop on signals, option errors."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from backend_helpers import ROOT, open_session, recv_json, send_message
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly_with_exit_0_and_frees_the_port(start_server, sig):
+    srv = start_server("--think-delay", "0.5", "--tools", "3")
+    ws, _ = open_session(srv, "user_stop")
+    send_message(ws)  # a run is in flight while the server stops
+    try:
+        code = srv.stop(sig)
+    finally:
+        ws.close()
+    stderr = srv.stderr()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    with socket.socket() as probe:  # the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", srv.port))
+
+
+def test_ready_line_is_the_only_stdout_and_logs_go_to_stderr(start_server):
+    srv = start_server("--think-delay", "0")
+    ws, welcome = open_session(srv, "user_logs")
+    send_message(ws)
+    ws.close()
+    assert srv.stop() == 0
+    stdout_rest = []
+    while (line := srv.stdout_lines.get(timeout=5)) is not None:
+        stdout_rest.append(line)
+    assert stdout_rest == []
+    stderr = srv.stderr()
+    assert welcome["data"]["connection_id"] in stderr and "user_logs" in stderr
+
+
+def test_closing_a_connection_cancels_its_runs(start_server):
+    srv = start_server("--think-delay", "1.0", "--tools", "3")
+    ws, _ = open_session(srv, "user_leaves")
+    _, run_id = send_message(ws)
+    assert recv_json(ws)["type"] == "agent_started"
+    ws.close()
+    # The run would take 7 s; its cancellation is logged as soon as the close is seen.
+    pattern = re.compile(rf"run {run_id} .*: 1 event\(s\) sent, cancelled")
+    deadline = time.monotonic() + 3
+    while not pattern.search(srv.stderr()):
+        assert time.monotonic() < deadline, f"no cancellation logged for {run_id}:\n{srv.stderr()}"
+        time.sleep(0.05)  # polling the log file for the condition, bounded by the deadline
+
+
+def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reference_backend", "--port", "0", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_unknown_fault_exits_2_naming_the_value_and_the_valid_names():
+    result = _run_cli("--fault", "explode")
+    assert result.returncode == 2
+    assert "explode" in result.stderr and "drop-tool-completed" in result.stderr and "health-500" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_fault_in_the_environment_exits_2():
+    import os
+    env = dict(os.environ, REFERENCE_BACKEND_FAULTS="leak,explode")
+    result = _run_cli(env=env)
+    assert result.returncode == 2
+    assert "explode" in result.stderr and "REFERENCE_BACKEND_FAULTS" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--tools", "-1"], ["--think-delay", "soon"]])
+def test_bad_knob_values_exit_2(args):
+    assert _run_cli(*args).returncode == 2
