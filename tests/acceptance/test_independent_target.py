@@ -1,0 +1,57 @@
+"""The suites pass against an independent implementation of PROTOCOL.md.
+
+``benchmarks/raw_protocol_server.py`` was written from PROTOCOL.md alone (raw
+``websockets``, its auth service on its own port). Pointing the staging profile at it
+checks that the suites test the contract, not the reference backend's quirks."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from robot.api import ExecutionResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def independent_server():
+    env = dict(os.environ, E2E_JWT_SECRET=secrets.token_urlsafe(32),
+               E2E_OAUTH_SIMULATION_KEY=secrets.token_urlsafe(24))
+    proc = subprocess.Popen([sys.executable, "benchmarks/raw_protocol_server.py", "--port", "0", "--auth-port", "0",
+                             "--think-delay", "0.005"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    urls = {}
+    try:
+        for line in proc.stdout:  # two ready lines: auth service, then backend
+            match = re.search(r"(auth service|backend) listening on (http://\S+)", line)
+            if match:
+                urls[match.group(1)] = match.group(2)
+            if "backend" in urls:
+                break
+        assert set(urls) == {"auth service", "backend"}, f"server did not report both URLs: {urls}"
+        yield env, urls
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_every_suite_test_passes_against_an_independent_implementation(independent_server, tmp_path):
+    env, urls = independent_server
+    run_env = {k: v for k, v in env.items() if not k.startswith("E2E_") or k in ("E2E_JWT_SECRET", "E2E_OAUTH_SIMULATION_KEY")}
+    run_env.update(E2E_TARGET="staging", E2E_BACKEND_URL=urls["backend"], E2E_AUTH_URL=urls["auth service"])
+    proc = subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(tmp_path), "--console", "dotted",
+                           "suites/staging"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=240)
+    result = ExecutionResult(str(tmp_path / "output.xml"))
+    stats = result.suite.statistics
+    failures = [f"{t.longname}: {t.message[:200]}" for t in result.suite.all_tests if not t.passed]
+    assert stats.failed == 0 and stats.skipped == 0, "\n".join(failures) + proc.stdout[-2000:]
+    assert stats.passed >= 25
+    assert result.suite.metadata["Target"] == "staging"
+    assert result.suite.metadata["Target backend url"] == urls["backend"]
+    assert proc.returncode == 0
