@@ -11,7 +11,8 @@ Backend Health Endpoint Reports Healthy
 Backend API Health Endpoint Reports Healthy
     ${token}=    A Token For User    health-user
     ${body}=    Get Agent Api    /api/health    ${token}
-    Should Be Equal    ${body}[status]    healthy    msg=/api/health answered status '${body}[status]', expected 'healthy'
+    Should Be Equal    ${body}[status]    healthy
+    ...    msg=/api/health answered status '${body}[status]', expected 'healthy'
 
 Auth Service Reports Healthy
     The Auth Service Should Be Healthy

@@ -31,5 +31,6 @@ MCP Servers Are Listed With Name And Status
 
 *** Keywords ***
 An API Token Is Ready
+    [Documentation]    A valid token for the API calls of this suite.
     ${token}=    A Token For User    api-user
     VAR    ${API_TOKEN}    ${token}    scope=SUITE

@@ -36,6 +36,7 @@ Tool Events Name The Tool
 
 *** Keywords ***
 One Agent Run Is Collected
+    [Documentation]    One user, one message, one collected run that every test of this suite checks.
     An Authenticated User Is Connected    flow-user
     ${run}=    User Sends A Chat Message    Which tools do you have?
     ${result}=    The Agent Run Is Collected    ${run}
