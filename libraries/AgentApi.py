@@ -1,9 +1,6 @@
 """Authenticated HTTP calls to the backend's agent API, with the token masked in the log.
 
-Unauthenticated calls (health) are plain RequestsLibrary calls in the suites. Calls that
-carry a bearer token go through this library because RequestsLibrary logs request
-headers in full, and a token must never appear in the log. Each request and response is
-logged in full otherwise (method, URL, masked headers, status, body).
+The library documentation (what libdoc shows) is the docstring of :class:`AgentApi`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,13 @@ from agentkit.masking import mask, reveal
 
 @library(scope="GLOBAL", auto_keywords=False)
 class AgentApi:
-    """GET the backend's ``/api/*`` endpoints with a bearer token."""
+    """Authenticated HTTP calls to the backend's agent API, with the token masked in the log.
+
+    Unauthenticated calls (health) are plain RequestsLibrary calls in the suites. Calls that
+    carry a bearer token go through this library because RequestsLibrary logs request
+    headers in full, and a token must never appear in the log. Each request and response is
+    logged in full otherwise (method, URL, masked headers, status, body).
+    """
 
     def __init__(self) -> None:
         self._session = requests.Session()

@@ -1,12 +1,6 @@
 """JWT test tokens (PyJWT) and the auth service's test-auth endpoint.
 
-Tokens are returned as Robot's ``Secret`` so they show masked in every log; keywords
-that take a token or secret accept a ``Secret`` (recommended) or a plain string. With a
-resolved target (``Resolve Target``), the signing secret, auth URL and simulation key
-come from it; otherwise pass them.
-
-Claims follow PROTOCOL.md: ``sub`` (user id), ``email``, ``iat``, ``exp``, ``type=access``
-and optional ``permissions``. HS256 by default; RS256/ES256 with a private key file.
+The library documentation (what libdoc shows) is the docstring of :class:`AgentAuth`.
 """
 
 from __future__ import annotations
@@ -36,7 +30,16 @@ def _secs(value: timedelta) -> float:
 
 @library(scope="GLOBAL", auto_keywords=False)
 class AgentAuth:
-    """Create, fetch and inspect JWT test tokens."""
+    """JWT test tokens (PyJWT) and the auth service's test-auth endpoint.
+
+    Tokens are returned as Robot's ``Secret`` so they show masked in every log; keywords
+    that take a token or secret accept a ``Secret`` (recommended) or a plain string. With a
+    resolved target (``Resolve Target``), the signing secret, auth URL and simulation key
+    come from it; otherwise pass them.
+
+    Claims follow PROTOCOL.md: ``sub`` (user id), ``email``, ``iat``, ``exp``, ``type=access``
+    and optional ``permissions``. HS256 by default; RS256/ES256 with a private key file.
+    """
 
     def _secret(self, secret: Secret | str | None, algorithm: str) -> str | None:
         plain = reveal(secret)
@@ -110,7 +113,8 @@ class AgentAuth:
         kinds = {
             "garbage": "not-a-jwt",
             "truncated": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.",
-            "bad-base64": "@@@.###.$$$",
+            # HTTP token characters only, so it travels in a subprotocol and reaches the JWT check
+            "bad-base64": "!!!!.****.~~~~",
             "none-alg": jwt.encode(tokens.build_claims("mallory"), key=None, algorithm="none"),
         }
         if kind not in kinds:

@@ -1,13 +1,6 @@
 """Assertions on agent runs: the rules of PROTOCOL.md, one keyword each, and all at once.
 
-A run comes from ``Collect Agent Run`` (``AgentSessions``). Every failure names the
-rule it checks and shows the run's event timeline, e.g.::
-
-    Rule 3 (tool pairing) violated: expected tool_completed for 'search_docs' after
-    tool_executing at 0.041s; the run ended with agent_completed (#6) at 0.130s.
-
-Event names come from the dialect in force (``Use Event Dialect``; default: the names
-in PROTOCOL.md), so another backend's names map onto the same lifecycle roles.
+The library documentation (what libdoc shows) is the docstring of :class:`AgentEvents`.
 """
 
 from __future__ import annotations
@@ -46,7 +39,17 @@ def _message(event: Event | dict) -> Any:
 
 @library(scope="GLOBAL", auto_keywords=False)
 class AgentEvents:
-    """Check collected agent runs against the protocol's rules."""
+    """Assertions on agent runs: the rules of PROTOCOL.md, one keyword each, and all at once.
+
+    A run comes from ``Collect Agent Run`` (``AgentSessions``). Every failure names the
+    rule it checks and shows the run's event timeline, e.g.:
+
+    | Rule 3 (tool pairing) violated: expected tool_completed for 'search_docs' after
+    | tool_executing at 0.041s; the run ended with agent_completed (#6) at 0.130s.
+
+    Event names come from the dialect in force (``Use Event Dialect``; default: the names
+    in PROTOCOL.md), so another backend's names map onto the same lifecycle roles.
+    """
 
     def _fail_on(self, run: RunRecord, violations: list[Violation], what: str) -> None:
         if not violations:

@@ -1,18 +1,6 @@
 """WebSocket sessions with an AI-agent chat backend, step by step.
 
-Open a connection (named by an alias), send messages, wait for events, collect a whole
-agent run, and check refused handshakes and closes. Every frame the server sends is
-recorded by a reader thread the moment it arrives and shown in the log, so nothing is
-lost between two keywords.
-
-Connections opened in a test are closed when that test ends, also when it fails;
-connections opened in a suite setup are closed when that suite ends.
-
-With a target resolved by the suite setup (``Resolve Target`` of ``TargetConfig``),
-``url`` may be left out; otherwise give it.
-
-Tokens and secrets may be given as Robot's ``Secret`` (shown masked) or as plain
-strings (the argument then shows in the log as given).
+The library documentation (what libdoc shows) is the docstring of :class:`AgentSessions`.
 """
 
 from __future__ import annotations
@@ -61,7 +49,22 @@ def _matches(value: Any, expected: str) -> bool:
 
 @library(scope="GLOBAL", auto_keywords=False)
 class AgentSessions:
-    """Open, drive and close WebSocket sessions; see the module doc for the model."""
+    """WebSocket sessions with an AI-agent chat backend, step by step.
+
+    Open a connection (named by an alias), send messages, wait for events, collect a whole
+    agent run, and check refused handshakes and closes. Every frame the server sends is
+    recorded by a reader thread the moment it arrives and shown in the log, so nothing is
+    lost between two keywords.
+
+    Connections opened in a test are closed when that test ends, also when it fails;
+    connections opened in a suite setup are closed when that suite ends.
+
+    With a target resolved by the suite setup (``Resolve Target`` of ``TargetConfig``),
+    ``url`` may be left out; otherwise give it.
+
+    Tokens and secrets may be given as Robot's ``Secret`` (shown masked) or as plain
+    strings (the argument then shows in the log as given).
+    """
 
     ROBOT_LISTENER_API_VERSION = 3
 
@@ -314,10 +317,11 @@ class AgentSessions:
         thread_id = thread_id or f"thread_{uuid.uuid4().hex[:12]}"
         run_id = run_id or f"run_{uuid.uuid4().hex[:12]}"
         message = conn.dialect.build_user_message(content, thread_id, run_id)
+        log_index = len(conn.events)  # before sending: the first event may arrive before send returns
         sent_at = conn.send_json(message)
         logger.info(f"Sent user message on '{conn.alias}' (run_id {run_id}, thread_id {thread_id}): {content[:200]!r}")
         return {"connection": conn.alias, "run_id": run_id, "thread_id": thread_id, "user_id": conn.user_id,
-                "content": content, "sent_at": sent_at, "log_index": len(conn.snapshot())}
+                "content": content, "sent_at": sent_at, "log_index": log_index}
 
     # --- waiting ---------------------------------------------------------------
     @keyword
@@ -344,8 +348,8 @@ class AgentSessions:
                 _matches(get_path(e.message, p, object()), v) for p, v in conds)
 
         found = conn.wait_for(match, secs)
-        frames = conn.snapshot()[start:]
         if found is None:
+            frames = conn.snapshot()[start:]
             what = " and ".join([f"type {event_type}"] * bool(event_type) + [f"{p} == {v}" for p, v in conds]) or "any frame"
             ended = (f"the connection closed ({conn.closed.summary()})" if conn.closed
                      else f"nothing matched within {secs:g}s")
@@ -376,16 +380,16 @@ class AgentSessions:
         tgt = targets.current()
         secs = _secs(timeout, tgt.run_timeout if tgt else 30.0)
         run_id, thread_id = run.get("run_id"), run.get("thread_id")
-
-        def belongs(e: Event) -> bool:
-            return e.is_json_object and ((run_id is not None and e.run_id == run_id)
-                                         or (thread_id is not None and e.thread_id == thread_id))
-
+        # A frame belongs to the run when it carries its run_id or thread_id. The reader files
+        # frames by those ids on arrival, so this reads the run's frames, not the whole log.
+        # A run's events come after its message: from the log length at the send (which also
+        # leaves out earlier runs of the same thread).
+        ids = [(name, value) for name, value in (("run_id", run_id), ("thread_id", thread_id)) if value is not None]
+        start = int(run.get("log_index", 0))
         remaining = max(0.0, run["sent_at"] + secs - time.perf_counter())
-        found = conn.wait_for(lambda e: belongs(e) and e.is_terminal, remaining, start=0)
-        frames = conn.snapshot()
+        found = conn.wait_for_ids(ids, lambda e: e.is_terminal, remaining, start=start)
         record = RunRecord(conn.alias, run.get("user_id") or conn.user_id, run_id, thread_id, run["sent_at"],
-                           [e for e in frames if belongs(e)], dialect=conn.dialect)
+                           conn.frames_with_ids(ids, start), dialect=conn.dialect)
         if found is None:
             record.ended = "closed" if conn.closed is not None else "timeout"
             record.close = conn.closed

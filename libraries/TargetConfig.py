@@ -1,27 +1,6 @@
 """Which backend the suites test, resolved once, validated once, printed in the report.
 
-``E2E_TARGET`` (or ``--variable TARGET:<name>``) picks a profile from
-``resources/profiles/``: ``local`` (default) starts the embedded reference backend on a
-free loopback port and stops it at the end; a remote profile such as ``staging`` takes
-its URLs and secrets from the environment and never falls back to localhost.
-
-| =Variable= | =Meaning= |
-| ``E2E_TARGET`` | Profile name: ``local`` (default), ``staging``, or any ``resources/profiles/<name>.json``. |
-| ``E2E_BACKEND_URL`` | Backend base URL, ``http(s)://host[:port]``. Required for remote profiles. |
-| ``E2E_WS_URL`` | WebSocket URL; default derived from the backend URL (``http``->``ws``, ``https``->``wss``, plus ``/ws``). |
-| ``E2E_AUTH_URL`` | Auth service base URL. Required for remote profiles. |
-| ``E2E_JWT_SECRET`` | HS256 secret to sign test tokens. This and/or the simulation key is required. |
-| ``E2E_OAUTH_SIMULATION_KEY`` | Key for ``POST /auth/e2e/test-auth``. |
-| ``E2E_FIRST_EVENT_TIMEOUT`` | Robot time string, default ``2s``. |
-| ``E2E_RUN_TIMEOUT`` | Robot time string, default ``30s``. |
-| ``E2E_AUTH_MODE`` | ``subprotocol`` (default), ``bearer`` or ``query``. |
-| ``E2E_DIALECT`` | Event dialect name or file (default ``default``). |
-| ``E2E_SIMULATION_KEY_HEADER`` | Default ``X-E2E-OAuth-Simulation-Key``. |
-| ``E2E_TOKEN_ENCODING`` | ``raw`` (default) or ``base64url`` token inside the subprotocol. |
-| ``E2E_VERIFY_TLS`` | ``true`` (default) or ``false``; ``E2E_CA_FILE`` trusts a CA bundle. |
-| ``E2E_CONCURRENT_USERS`` | Users in the concurrency suite, default ``20``. |
-| ``E2E_MIN_SUCCESS_RATE`` | Percent, default ``100``. |
-| ``E2E_MAX_CONNECT_P95`` | Robot time string, default ``2s``. |
+The library documentation (what libdoc shows) is the docstring of :class:`TargetConfig`.
 """
 
 from __future__ import annotations
@@ -105,7 +84,31 @@ def _choice(name: str, value: str, choices: tuple[str, ...], problems: list[str]
 
 @library(scope="GLOBAL", auto_keywords=False)
 class TargetConfig:
-    """Resolve, validate, report and release the target of a run."""
+    """Which backend the suites test, resolved once, validated once, printed in the report.
+
+    ``E2E_TARGET`` (or ``--variable TARGET:<name>``) picks a profile from
+    ``resources/profiles/``: ``local`` (default) starts the embedded reference backend on a
+    free loopback port and stops it at the end; a remote profile such as ``staging`` takes
+    its URLs and secrets from the environment and never falls back to localhost.
+
+    | =Variable= | =Meaning= |
+    | ``E2E_TARGET`` | Profile name: ``local`` (default), ``staging``, or any ``resources/profiles/<name>.json``. |
+    | ``E2E_BACKEND_URL`` | Backend base URL, ``http(s)://host[:port]``. Required for remote profiles. |
+    | ``E2E_WS_URL`` | WebSocket URL; default derived from the backend URL (``http``->``ws``, ``https``->``wss``, plus ``/ws``). |
+    | ``E2E_AUTH_URL`` | Auth service base URL. Required for remote profiles. |
+    | ``E2E_JWT_SECRET`` | HS256 secret to sign test tokens. This and/or the simulation key is required. |
+    | ``E2E_OAUTH_SIMULATION_KEY`` | Key for ``POST /auth/e2e/test-auth``. |
+    | ``E2E_FIRST_EVENT_TIMEOUT`` | Robot time string, default ``2s``. |
+    | ``E2E_RUN_TIMEOUT`` | Robot time string, default ``30s``. |
+    | ``E2E_AUTH_MODE`` | ``subprotocol`` (default), ``bearer`` or ``query``. |
+    | ``E2E_DIALECT`` | Event dialect name or file (default ``default``). |
+    | ``E2E_SIMULATION_KEY_HEADER`` | Default ``X-E2E-OAuth-Simulation-Key``. |
+    | ``E2E_TOKEN_ENCODING`` | ``raw`` (default) or ``base64url`` token inside the subprotocol. |
+    | ``E2E_VERIFY_TLS`` | ``true`` (default) or ``false``; ``E2E_CA_FILE`` trusts a CA bundle. |
+    | ``E2E_CONCURRENT_USERS`` | Users in the concurrency suite, default ``20``. |
+    | ``E2E_MIN_SUCCESS_RATE`` | Percent, default ``100``. |
+    | ``E2E_MAX_CONNECT_P95`` | Robot time string, default ``2s``. |
+    """
 
     ROBOT_LISTENER_API_VERSION = 3
 
@@ -184,6 +187,10 @@ class TargetConfig:
                                   ("true", "false"), problems) == "true",
             "ca_file": environ.get("E2E_CA_FILE") or None,
         }
+        try:  # with the other problems, before anything is started or set
+            dialects.Dialect.load(out["dialect"])
+        except dialects.DialectError as err:
+            problems.append(f"E2E_DIALECT: {err}")
         if out["ca_file"] and not Path(out["ca_file"]).is_file():
             problems.append(f"E2E_CA_FILE '{out['ca_file']}' does not exist or is not a file")
         extra = {

@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -71,6 +72,9 @@ class Connection:
         self.opened_at: float | None = None
         self.sent: list[tuple[float, str]] = []
         self._cond = threading.Condition()
+        # ("run_id" | "thread_id", value) -> log indices of the frames carrying it, in arrival
+        # order: collecting a run reads its own frames, not the whole log.
+        self._by_id: dict[tuple[str, Any], list[int]] = {}
         self._ws: websocket.WebSocket | None = None
         self._reader: threading.Thread | None = None
         self._closing = False
@@ -111,7 +115,10 @@ class Connection:
         return self.handshake
 
     def _append(self, event: Event) -> None:
+        keys = _id_keys(event)
         with self._cond:
+            for key in keys:
+                self._by_id.setdefault(key, []).append(len(self.events))
             self.events.append(event)
             self._cond.notify_all()
 
@@ -217,6 +224,48 @@ class Connection:
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+
+    def frames_with_ids(self, keys: list[tuple[str, Any]], start: int = 0) -> list[Event]:
+        """Frames at or after ``start`` carrying any of ``keys`` (``("run_id", "run_1")``, ...), in log order."""
+        with self._cond:
+            indices: set[int] = set()
+            for key in keys:
+                found = self._by_id.get(key, [])
+                indices.update(found[bisect_left(found, start):])
+            return [self.events[i] for i in sorted(indices)]
+
+    def wait_for_ids(self, keys: list[tuple[str, Any]], predicate: Callable[[Event], bool], timeout: float,
+                     start: int = 0, stop_on_close: bool = True) -> tuple[int, Event] | None:
+        """Like :meth:`wait_for`, over only the frames carrying one of ``keys`` (see :meth:`frames_with_ids`)."""
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            seen = {key: bisect_left(self._by_id.get(key, []), start) for key in keys}
+            while True:
+                fresh: set[int] = set()
+                for key in keys:
+                    found = self._by_id.get(key, [])
+                    fresh.update(found[seen[key]:])
+                    seen[key] = len(found)
+                for index in sorted(fresh):  # every earlier index was checked on an earlier pass
+                    if predicate(self.events[index]):
+                        return index, self.events[index]
+                if stop_on_close and self.closed is not None:
+                    return None
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+
+def _id_keys(event: Event) -> list[tuple[str, Any]]:
+    """The index keys of a frame: its run_id and thread_id, when it is a JSON object carrying them."""
+    if not event.is_json_object:
+        return []
+    keys = []
+    for name, value in (("run_id", event.run_id), ("thread_id", event.thread_id)):
+        if value is not None and isinstance(value, (str, int, float)):
+            keys.append((name, value))
+    return keys
 
 
 class Registry(ConnectionCache):

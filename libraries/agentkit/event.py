@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from .dialect import Dialect, current
@@ -35,6 +36,8 @@ class Event:
     at arrival (compare it with send times from the same clock). ``message`` is the parsed
     JSON (``None`` when the frame was not JSON: ``raw`` and ``parse_error`` keep it).
     ``kind`` is ``frame`` for data frames and ``close`` for the close the connection saw.
+    An event is a record: ``type`` and the ids are read once and cached (the reader files
+    each frame by its ids on arrival; the assertions read them again).
     """
 
     seq: int
@@ -73,7 +76,7 @@ class Event:
     def is_json_object(self) -> bool:
         return isinstance(self.message, dict)
 
-    @property
+    @cached_property
     def type(self) -> str | None:
         if self.kind == "close":
             return "<close>"
@@ -103,15 +106,15 @@ class Event:
             return default
         return self.dialect.field(self.message, name, default)
 
-    @property
+    @cached_property
     def run_id(self) -> Any:
         return self.field("run_id")
 
-    @property
+    @cached_property
     def thread_id(self) -> Any:
         return self.field("thread_id")
 
-    @property
+    @cached_property
     def user_id(self) -> Any:
         return self.field("user_id")
 

@@ -103,8 +103,13 @@ def check_start_end(run: RunRecord) -> list[Violation]:
 
 
 def check_thinking(run: RunRecord) -> list[Violation]:
+    """Judged only when the run starts with agent_started and has a terminal event:
+    "between start and end" means nothing otherwise, and rule 1 names that problem."""
     events = run.agent_events
-    if not any(e.role == "thinking" for e in events):
+    end = next((i for i, e in enumerate(events) if e.is_terminal), None)
+    if not events or events[0].role != "started" or end is None:
+        return []
+    if not any(e.role == "thinking" for e in events[1:end]):
         names = "/".join(run.dialect.names("thinking"))
         return [Violation(2, f"expected at least one {names} between start and end; got "
                              f"{[e.type for e in events]}; {run.ending()}.")]

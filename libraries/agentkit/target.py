@@ -34,6 +34,10 @@ class Target:
     ca_file: str | None = None
     extra: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """Masked, like :meth:`describe`: Robot logs a keyword's return value at TRACE level."""
+        return "Target(" + ", ".join(f"{k}={v!r}" for k, v in self.describe().items()) + ")"
+
     def describe(self) -> dict[str, str]:
         """Report metadata: every setting, secrets masked."""
         out = {}
