@@ -22,10 +22,11 @@ Robot's ``Secret`` to keep them out of the argument log too).
 
 The statistics dictionary has these keys: ``scenario``, ``total``, ``concurrency``,
 ``successful``, ``failed``, ``success_rate`` (percent), ``auth_rejected``,
-``timeouts``, ``errors``, ``rule_violations``, ``isolation_violations``,
+``timeouts``, ``errors``, ``agent_errors`` (runs that ended with ``agent_error``),
+``rule_violations``, ``isolation_violations``,
 ``connect_p50_ms``, ``connect_p95_ms``, ``connect_max_ms``, ``run_p50_ms``,
-``run_p95_ms``, ``run_max_ms``, ``sessions_per_second``, ``events_received``,
-``duration_s``, ``users``, ``violated_rules`` and ``first_errors`` (up to five
+``run_p95_ms``, ``run_max_ms``, ``sessions_per_second`` (sessions finished per second
+of the whole batch), ``events_received``, ``peak_open_connections``, ``duration_s``, ``users``, ``violated_rules`` and ``first_errors`` (up to five
 distinct failure messages). Times with no sample are ``None``.
 """
 
@@ -58,10 +59,12 @@ _LABELS = (
     ("scenario", "scenario"), ("users", "users"), ("total", "sessions"), ("concurrency", "concurrency"),
     ("successful", "successful"), ("failed", "failed"), ("success_rate", "success rate %"),
     ("auth_rejected", "auth rejected"), ("timeouts", "timeouts"), ("errors", "errors"),
+    ("agent_errors", "agent errors"),
     ("rule_violations", "rule violations"), ("isolation_violations", "isolation violations"),
     ("connect_p50_ms", "connect p50 ms"), ("connect_p95_ms", "connect p95 ms"), ("connect_max_ms", "connect max ms"),
     ("run_p50_ms", "run p50 ms"), ("run_p95_ms", "run p95 ms"), ("run_max_ms", "run max ms"),
-    ("sessions_per_second", "sessions/s"), ("events_received", "events received"), ("duration_s", "duration s"),
+    ("sessions_per_second", "sessions/s"), ("events_received", "events received"),
+    ("peak_open_connections", "peak open connections"), ("duration_s", "duration s"),
     ("violated_rules", "violated rules"),
 )
 
@@ -109,8 +112,9 @@ class AgentConcurrency:
         | ``check_schemas`` | Validate every agent event against its JSON Schema (rule 7). Default true. |
         | ``message`` | The user message each ``chat`` session sends. |
 
-        A session succeeds when it reaches the welcome frame, completes its scenario and
-        breaks no rule. A handshake refused with HTTP 401/403 counts as ``auth_rejected``,
+        A session succeeds when it reaches the welcome frame, completes its scenario (for
+        ``chat``: the run ends with ``agent_completed``, not ``agent_error``) and breaks no
+        rule. A handshake refused with HTTP 401/403 counts as ``auth_rejected``,
         not as an error, so a run of refusals is never mistaken for a pass. The statistics
         are logged as a table and returned as a dictionary (keys in the library
         introduction); this keyword itself fails only on bad arguments: check the
@@ -127,7 +131,7 @@ class AgentConcurrency:
         settings = self._settings(count, concurrency, scenario, users, session_timeout, ws_url, jwt_secret,
                                   compression, auth, dialect, check_schemas, message)
         logger.info(f"Running {count} {scenario} sessions, {concurrency} at once, {users} users, against "
-                    f"{settings.ws_url} ({settings.auth_mode} auth, JWT secret {mask(settings.jwt_secret)}, "
+                    f"{settings.ws_url} ({settings.auth_mode} auth, JWT secret {mask(settings.jwt_secret, keep=0)}, "
                     f"compression {'on' if compression else 'off'}, session timeout {settings.session_timeout:g}s).")
         stats = self._wait(SessionRun(settings))
         logger.info(self._html_table(stats), html=True)
@@ -227,7 +231,8 @@ class AgentConcurrency:
             breaches.append(
                 f"success rate {rate:.2f}% ({successful}/{total} sessions), expected at least "
                 f"{float(min_success_rate):g}%: {stats['failed']} failed (auth rejected {stats.get('auth_rejected', 0)}, "
-                f"timeouts {stats.get('timeouts', 0)}, errors {stats.get('errors', 0)}, rule violations "
+                f"timeouts {stats.get('timeouts', 0)}, errors {stats.get('errors', 0)}, agent errors "
+                f"{stats.get('agent_errors', 0)}, rule violations "
                 f"{stats.get('rule_violations', 0)}, isolation violations {stats.get('isolation_violations', 0)})")
         for key, label, limit in (("connect_p95_ms", "connect p95", max_connect_p95),
                                   ("run_p95_ms", "run p95", max_run_p95)):

@@ -18,9 +18,13 @@ Contract:
   trip), ``chat`` (+ one user message and its whole agent run).
 * A session fails as ``auth_rejected`` (upgrade refused with HTTP 401/403, or closed with
   a policy code / auth error frame before the welcome), ``timeouts`` (the per-session
-  budget or the open timeout ran out), ``errors`` (anything else that stopped it), or by
-  a violated protocol rule (``rule_violations``, ``isolation_violations`` count the
+  budget or the open timeout ran out), ``errors`` (anything else that stopped it),
+  ``agent_errors`` (the run ended with ``agent_error``: well-formed, but not a success), or
+  by a violated protocol rule (``rule_violations``, ``isolation_violations`` count the
   violations). Each session lands in exactly one of successful / failed.
+* ``concurrency`` sockets are open at once: the process's soft open-files limit is raised
+  toward the hard limit when it would not fit (:func:`ensure_fd_limit`). The server
+  side needs its own limit.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from . import dialect as dialect_module
 from .dialect import Dialect
@@ -55,11 +61,29 @@ AUTH_ERROR_CODES = ("AUTH_FAILED", "auth_failed", "unauthorized", "UNAUTHORIZED"
 
 STAT_KEYS = (
     "scenario", "total", "concurrency", "successful", "failed", "success_rate", "auth_rejected", "timeouts",
-    "errors", "rule_violations", "isolation_violations", "connect_p50_ms", "connect_p95_ms", "connect_max_ms",
-    "run_p50_ms", "run_p95_ms", "run_max_ms", "sessions_per_second", "events_received", "duration_s",
-    "users", "violated_rules", "first_errors",
+    "errors", "agent_errors", "rule_violations", "isolation_violations", "connect_p50_ms", "connect_p95_ms",
+    "connect_max_ms", "run_p50_ms", "run_p95_ms", "run_max_ms", "sessions_per_second", "events_received",
+    "peak_open_connections", "duration_s", "users", "violated_rules", "first_errors",
 )
 MAX_FIRST_ERRORS = 5
+
+
+def ensure_fd_limit(concurrency: int) -> None:
+    """Raise this process's soft open-files limit toward the hard one when ``concurrency``
+    sockets would not fit (common default: 1024). Never lowers it; no-op where unsupported."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = concurrency + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            except (ValueError, OSError):
+                pass
 
 
 class EngineError(ValueError):
@@ -161,9 +185,12 @@ class _Tally:
         self.auth_rejected = 0
         self.timeouts = 0
         self.errors = 0
+        self.agent_errors = 0
         self.rule_violations = 0
         self.isolation_violations = 0
         self.events_received = 0
+        self.open = 0
+        self.peak_open = 0
         self.violated_rules: Counter[int] = Counter()
         self.connect_ms: list[float] = []
         self.run_ms: list[float] = []
@@ -179,10 +206,22 @@ class _Tally:
             self.first_errors.append(message)
 
 
+class _CollectedRun(RunRecord):
+    """A run whose events are complete: the rules read ``agent_events`` many times, build it once."""
+
+    @property
+    def agent_events(self) -> list[Event]:
+        cached = self.__dict__.get("_agent_events")
+        if cached is None:
+            cached = self.__dict__["_agent_events"] = [e for e in self.events if e.is_agent_event]
+        return cached
+
+
 class _Session:
     """One connection's state: its frames (all of them, for the isolation check)."""
 
-    __slots__ = ("index", "user_id", "name", "frames", "seq", "ws", "auth_error_frame", "phase")
+    __slots__ = ("index", "user_id", "name", "frames", "seq", "ws", "auth_error_frame", "phase", "welcome_user",
+                 "agent_error")
 
     def __init__(self, index: int, user_id: str) -> None:
         self.index = index
@@ -193,6 +232,8 @@ class _Session:
         self.ws = None
         self.auth_error_frame: Event | None = None
         self.phase = "during the handshake"  # then: before the welcome, before the run ended
+        self.welcome_user: Any = None  # the user id the welcome frame names, if any
+        self.agent_error: Event | None = None  # the run's terminal event when it is an error
 
 
 class SessionRun:
@@ -213,7 +254,7 @@ class SessionRun:
         self._main_task: asyncio.Task | None = None
         self._ready = threading.Event()
         self._cancelled = False
-        self._specs: dict[str, tuple[str, list[str] | None, dict[str, str]]] = {}
+        self._specs: dict[str, tuple[float, tuple[str, list[str] | None, dict[str, str]]]] = {}
         s = settings
         # Options shared by every handshake, built once: an SSL context is costly to make.
         probe = ConnectionSpec(url=s.ws_url, token="-" if s.auth_mode != "none" else None, auth=s.auth_mode,
@@ -221,6 +262,8 @@ class SessionRun:
         self._connect_options: dict[str, Any] = {
             "compression": "deflate" if s.compression else None, "open_timeout": s.open_timeout,
             "close_timeout": s.close_timeout}
+        # The system proxy setting, resolved once: websockets would read the environment per connection.
+        self._connect_options["proxy"] = get_proxy(parse_uri(probe.request_url()))
         context = probe.ssl_context()
         if context is not None:
             self._connect_options["ssl"] = context
@@ -246,6 +289,7 @@ class SessionRun:
     def start(self) -> "SessionRun":
         if self._thread is not None:
             return self
+        ensure_fd_limit(self.settings.concurrency)
         self._thread = threading.Thread(target=self._thread_main, name="agentkit-engine", daemon=True)
         self._thread.start()
         return self
@@ -301,18 +345,22 @@ class SessionRun:
 
     async def _main(self) -> dict[str, Any]:
         s = self.settings
-        sem = asyncio.Semaphore(s.concurrency)
+        slots = asyncio.Semaphore(s.concurrency)  # the concurrency limit: sessions open at once
+        # Tasks are created a little ahead and queue on `slots`, so a freed slot goes straight to
+        # the next session (no round trip through this loop); the backlog bounds their memory.
+        backlog = asyncio.Semaphore(s.concurrency + min(s.concurrency, 1000))
         started = time.perf_counter()
 
         async def guarded(index: int) -> None:
             try:
-                await self._session(index)
+                async with slots:
+                    await self._session(index)
             finally:
-                sem.release()
+                backlog.release()
 
         async with asyncio.TaskGroup() as group:
             for index in range(s.count):
-                await sem.acquire()
+                await backlog.acquire()
                 group.create_task(guarded(index))
         return self._stats(time.perf_counter() - started)
 
@@ -321,10 +369,11 @@ class SessionRun:
 
     def _handshake(self, user_id: str) -> tuple[str, list[str] | None, dict[str, str]]:
         """URL, subprotocols, headers for one user, built once per user from ConnectionSpec."""
-        cached = self._specs.get(user_id)
-        if cached is not None:
-            return cached
         s = self.settings
+        cached = self._specs.get(user_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < s.token_lifetime / 2:  # re-sign before it expires
+            return cached[1]
         token = None
         if s.auth_mode != "none":
             token = (s.tokens or {}).get(user_id) or make_token(s.jwt_secret, user_id, s.token_lifetime)
@@ -332,10 +381,10 @@ class SessionRun:
                               token_prefix=s.token_prefix, token_encoding=s.token_encoding,
                               headers=s.headers, verify_tls=s.verify_tls, ca_file=s.ca_file,
                               open_timeout=s.open_timeout)
-        cached = (spec.request_url(), spec.subprotocols() or None, spec.request_headers())
-        if s.users == "single" or len(self._specs) < 100_000:
-            self._specs[user_id] = cached
-        return cached
+        handshake = (spec.request_url(), spec.subprotocols() or None, spec.request_headers())
+        if len(self._specs) < 100_000:
+            self._specs[user_id] = (now, handshake)
+        return handshake
 
     async def _recv(self, sess: _Session) -> Event:
         data = await sess.ws.recv()
@@ -353,12 +402,17 @@ class SessionRun:
         sess = _Session(index, self._user(index))
         failure: _Outcome | None = None
         violations: list = []
+        opened = False
         try:
             url, subprotocols, headers = self._handshake(sess.user_id)
             async with asyncio.timeout(s.session_timeout):
                 t0 = time.perf_counter()
                 async with connect(url, subprotocols=subprotocols, additional_headers=headers or None,
                                    **self._connect_options) as ws:
+                    opened = True
+                    tally.open += 1
+                    if tally.open > tally.peak_open:
+                        tally.peak_open = tally.open
                     sess.ws = ws
                     sess.phase = "before the welcome frame"
                     await self._welcome(sess)
@@ -390,9 +444,13 @@ class SessionRun:
             failure = _Outcome("errors", f"unexpected {type(err).__name__}: {err}")
         finally:
             sess.ws = None
+            if opened:
+                tally.open -= 1
+        if failure is None and sess.agent_error is not None:
+            failure = _Outcome("agent_errors", f"the run ended with {sess.agent_error.type}: "
+                                               f"{sess.agent_error.field('error')!r}")
 
-        welcome_user = next((e.user_id for e in sess.frames if e.is_welcome and e.user_id), None)
-        isolation = check_isolation(sess.frames, welcome_user or sess.user_id, sess.name)
+        isolation = check_isolation(sess.frames, sess.welcome_user or sess.user_id, sess.name)
         tally.isolation_violations += len(isolation)
         tally.rule_violations += len(violations)
         for v in violations:
@@ -425,6 +483,8 @@ class SessionRun:
                                    + (f" after {sess.auth_error_frame.summary(80)}" if sess.auth_error_frame else ""))
                 raise _Outcome("errors", f"connection closed with code {code} before the welcome frame") from None
             if event.is_welcome or event.is_agent_event:
+                if event.is_welcome:
+                    sess.welcome_user = event.user_id
                 return
             if event.type in self._error_frames:
                 code = str(event.field("error_code", ""))
@@ -450,8 +510,8 @@ class SessionRun:
         thread_id = f"load-thread-{sess.index}-{tag}"
         run_id = f"load-run-{sess.index}-{tag}"
         message = json.dumps(self.dialect.build_user_message(s.message, thread_id, run_id))
-        welcome_user = next((e.user_id for e in sess.frames if e.is_welcome and e.user_id), None)
-        record = RunRecord(sess.name, welcome_user or sess.user_id, run_id, thread_id, 0.0, dialect=self.dialect)
+        record = _CollectedRun(sess.name, sess.welcome_user or sess.user_id, run_id, thread_id, 0.0,
+                               dialect=self.dialect)
         record.sent_at = time.perf_counter()
         await sess.ws.send(message)
         events = record.events
@@ -472,6 +532,8 @@ class SessionRun:
                 events.append(event)
                 if event.is_terminal:
                     self.tally.run_ms.append((event.received - record.sent_at) * 1000.0)
+                    if event.role == "error":
+                        sess.agent_error = event
                     break
         # Judged after collection: no rule work while frames are arriving.
         return check_run(record, s.first_event_timeout, s.run_timeout, schemas=s.check_schemas)
@@ -489,6 +551,7 @@ class SessionRun:
             "auth_rejected": t.auth_rejected,
             "timeouts": t.timeouts,
             "errors": t.errors,
+            "agent_errors": t.agent_errors,
             "rule_violations": t.rule_violations,
             "isolation_violations": t.isolation_violations,
             "connect_p50_ms": rnd(percentile(t.connect_ms, 50)),
@@ -499,6 +562,7 @@ class SessionRun:
             "run_max_ms": rnd(max(t.run_ms) if t.run_ms else None),
             "sessions_per_second": round(t.done / duration, 1) if duration > 0 else 0.0,
             "events_received": t.events_received,
+            "peak_open_connections": t.peak_open,
             "duration_s": round(duration, 3),
             "users": s.users,
             "violated_rules": {f"rule {k}": v for k, v in sorted(t.violated_rules.items())},
