@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-import requests
 from assertionengine import AssertionOperator
 from robot.api import logger
 from robot.api.deco import keyword, library
@@ -190,25 +189,19 @@ class AgentAuth:
         if send_key and not plain_key:
             raise ValueError("No simulation key: pass simulation_key=... or set E2E_OAUTH_SIMULATION_KEY.")
         header = header or (tgt.simulation_key_header if tgt else "X-E2E-OAuth-Simulation-Key")
-        url = base.rstrip("/") + "/auth/e2e/test-auth"
-        headers = {header: plain_key} if send_key and plain_key else {}
         try:
-            resp = requests.post(url, json={"email": email, "name": name or email.split("@")[0]},
-                                 headers=headers, timeout=timeout)
-        except requests.RequestException as err:
-            raise AssertionError(f"Cannot reach the auth service at {url}: {err}") from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = resp.text
+            status, body, url = tokens.request_test_token(base, email, plain_key if send_key else None, header,
+                                                          name, timeout)
+        except tokens.AuthServiceError as err:
+            raise AssertionError(str(err)) from None
         shown = dict(body) if isinstance(body, dict) else body
         if isinstance(shown, dict):
             for field in ("access_token", "refresh_token"):
                 if field in shown:
                     shown[field] = mask(shown[field])
         logger.info(f"POST {url} with {header}: {mask(plain_key, keep=0) if send_key else '(no key)'} -> "
-                    f"HTTP {resp.status_code} {str(shown)[:300]}")
-        return resp.status_code, body, url
+                    f"HTTP {status} {str(shown)[:300]}")
+        return status, body, url
 
     @keyword
     def decode_token(self, token: Secret | str, verify: bool = True, secret: Secret | str | None = None,

@@ -38,12 +38,14 @@ import time
 from datetime import timedelta
 from typing import Any, Literal
 
+import requests
 from robot.api import logger
 from robot.api.deco import keyword, library
 from robot.api.types import Secret
 
 from agentkit import dialect as dialects
 from agentkit import target as targets
+from agentkit import tokens
 from agentkit.engine import EngineError, EngineSettings, SessionRun
 from agentkit.masking import mask, reveal
 from agentkit.spec import SpecError
@@ -91,7 +93,7 @@ class AgentConcurrency:
 
     @keyword
     def run_concurrent_sessions(self, count: int, concurrency: int = 50, scenario: Scenario = "chat",
-                                users: Users = "distinct", session_timeout: timedelta = timedelta(seconds=30),
+                                users: Users = "distinct", session_timeout: timedelta | None = None,
                                 ws_url: str | None = None, jwt_secret: Secret | str | None = None,
                                 compression: bool = False, auth: AuthMode | None = None,
                                 dialect: str | None = None, check_schemas: bool = True,
@@ -103,9 +105,9 @@ class AgentConcurrency:
         | ``concurrency`` | How many are open at the same time (at least 1). Default 50. |
         | ``scenario`` | ``connect``, ``ping`` or ``chat`` (default): what each session does, see the library introduction. |
         | ``users`` | ``distinct`` (default): session *i* is user ``load-user-<i>`` with its own token, so isolation is checked between users. ``single``: every session is ``load-user-0``. |
-        | ``session_timeout`` | Budget for one session end to end (handshake, welcome, run), e.g. ``30s``. A session over it counts under ``timeouts``. |
+        | ``session_timeout`` | Budget for one session end to end (handshake, welcome, run), e.g. ``30s``. A session over it counts under ``timeouts``. Default: the target's run budget plus its connect timeout, else 30s. |
         | ``ws_url`` | ``ws://`` or ``wss://`` URL. Default: the resolved target's. |
-        | ``jwt_secret`` | Secret that signs the test tokens (``Secret`` recommended). Default: the resolved target's. |
+        | ``jwt_secret`` | Secret that signs the test tokens (``Secret`` recommended). Default: the resolved target's. A target with only a simulation key gets one token per user from its auth service instead. |
         | ``compression`` | Offer permessage-deflate. Off by default: it costs CPU on both ends and skews timings. |
         | ``auth`` | Token transport: ``subprotocol``, ``bearer``, ``query`` or ``none``. Default: the target's, else ``subprotocol``. |
         | ``dialect`` | Dialect name or file for another backend's event names. Default: the one in force. |
@@ -150,20 +152,48 @@ class AgentConcurrency:
         if tgt is not None:
             options = {"auth_mode": tgt.auth_mode, "subprotocol": tgt.subprotocol, "token_prefix": tgt.token_prefix,
                        "token_encoding": tgt.token_encoding, "verify_tls": tgt.verify_tls, "ca_file": tgt.ca_file,
-                       "first_event_timeout": tgt.first_event_timeout, "run_timeout": tgt.run_timeout}
+                       "first_event_timeout": tgt.first_event_timeout, "run_timeout": tgt.run_timeout,
+                       "open_timeout": tgt.connect_timeout}
         if auth is not None:
             options["auth_mode"] = auth
+        issued = None
         if options.get("auth_mode", "subprotocol") != "none" and not secret:
-            raise ValueError("Run Concurrent Sessions needs a JWT secret to sign one token per user: pass "
-                             "jwt_secret=... or resolve a target that has one (E2E_JWT_SECRET).")
+            if tgt is None or not tgt.simulation_key:
+                raise ValueError("Run Concurrent Sessions needs a JWT secret to sign one token per user: pass "
+                                 "jwt_secret=... or resolve a target that has one (E2E_JWT_SECRET) or a "
+                                 "simulation key (E2E_OAUTH_SIMULATION_KEY).")
+            issued = self._tokens_from_auth_service(tgt, count if users == "distinct" else 1)
+        if session_timeout is None:
+            timeout = (tgt.run_timeout + tgt.connect_timeout) if tgt is not None else 30.0
+        else:
+            timeout = _secs(session_timeout)
         try:
             d = dialects.Dialect.load(dialect) if dialect else dialects.current()
-            return EngineSettings(ws_url=ws_url, jwt_secret=secret, count=count, concurrency=concurrency,
-                                  scenario=scenario, users=users, session_timeout=_secs(session_timeout),
+            return EngineSettings(ws_url=ws_url, jwt_secret=secret, tokens=issued, count=count, concurrency=concurrency,
+                                  scenario=scenario, users=users, session_timeout=timeout,
                                   compression=compression, dialect=d, check_schemas=check_schemas,
                                   message=message, **options).validate()
         except (EngineError, SpecError, dialects.DialectError) as err:
             raise ValueError(str(err)) from None
+
+    @staticmethod
+    def _tokens_from_auth_service(tgt, users: int) -> dict[str, str]:
+        """One token per simulated user from the target's auth service (user ids as the engine names them)."""
+        issued: dict[str, str] = {}
+        with requests.Session() as session:
+            for index in range(users):
+                user_id = f"{EngineSettings.user_prefix}{index}"
+                try:
+                    status, body, url = tokens.request_test_token(
+                        tgt.auth_url, f"{user_id}@e2e.test", tgt.simulation_key, tgt.simulation_key_header,
+                        timeout=tgt.connect_timeout, session=session)
+                except tokens.AuthServiceError as err:
+                    raise AssertionError(str(err)) from None
+                if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
+                    raise AssertionError(f"Auth service {url} did not issue a token for {user_id}: HTTP {status}.")
+                issued[user_id] = body["access_token"]
+        logger.info(f"Got {len(issued)} token(s) from the auth service at {tgt.auth_url}.")
+        return issued
 
     def _wait(self, run: SessionRun) -> dict[str, Any]:
         """Wait in the main thread (Robot logs only from it), printing progress now and then."""

@@ -34,6 +34,11 @@ def _secs(value: timedelta | float | None, default: float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _connect_timeout() -> float:
+    tgt = targets.current()
+    return tgt.connect_timeout if tgt is not None else 10.0
+
+
 def _parse_condition(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise ValueError(f"Condition '{text}' is not valid: expected path=value, e.g. data.tool_name=search_docs.")
@@ -125,7 +130,7 @@ class AgentSessions:
     @keyword
     def connect_to_agent_websocket(self, token: Secret | str | None = None, url: str | None = None,
                                    alias: str | None = None, auth: AuthMode | None = None,
-                                   headers: dict | None = None, timeout: timedelta = timedelta(seconds=10),
+                                   headers: dict | None = None, timeout: timedelta | None = None,
                                    expect_welcome: bool = True, verify_tls: bool | None = None,
                                    ca_file: str | None = None) -> str:
         """Opens a WebSocket, waits for the welcome frame and returns the alias.
@@ -136,7 +141,7 @@ class AgentSessions:
         | ``alias`` | Name to refer to this connection later. Default: ``ws-1``, ``ws-2``, ... |
         | ``auth`` | ``subprotocol`` (``jwt-auth, jwt.<token>``, the default), ``bearer`` (``Authorization`` header), ``query`` (``?token=``) or ``none``. |
         | ``headers`` | Extra handshake headers, a dictionary. |
-        | ``timeout`` | Handshake and welcome-frame timeout, e.g. ``10s``. |
+        | ``timeout`` | Handshake and welcome-frame timeout, e.g. ``10s``. Default: the target's ``E2E_CONNECT_TIMEOUT``, else 10s. |
         | ``expect_welcome`` | When true (default), the first frame must be ``connection_established``. |
         | ``verify_tls`` | ``wss://`` certificate verification; on by default. Turn off only for test systems. |
         | ``ca_file`` | A CA bundle to trust for ``wss://``. |
@@ -148,7 +153,7 @@ class AgentSessions:
         | ${token}=    Create Test Token    alice
         | Connect To Agent WebSocket    ${token}    alias=alice
         """
-        secs = _secs(timeout, 10.0)
+        secs = _secs(timeout, _connect_timeout())
         spec = self._spec(url, token, auth or self._default_auth(), headers, secs, verify_tls, ca_file)
         self._counter += 1
         alias = alias or f"ws-{self._counter}"
@@ -186,7 +191,7 @@ class AgentSessions:
     def handshake_should_be_refused(self, token: Secret | str | None = None, url: str | None = None,
                                     auth: AuthMode | None = None, statuses: list[int] | None = None,
                                     policy_close: bool = False, close_codes: list[int] | None = None,
-                                    timeout: timedelta = timedelta(seconds=10)) -> str:
+                                    timeout: timedelta | None = None) -> str:
         """Attempts a handshake that the server must refuse; fails if it is accepted.
 
         By default a refusal is an HTTP ``403`` at the upgrade (PROTOCOL.md). ``statuses``
@@ -200,7 +205,7 @@ class AgentSessions:
         | ${expired}=    Create Expired Token    mallory
         | Handshake Should Be Refused    ${expired}
         """
-        secs = _secs(timeout, 10.0)
+        secs = _secs(timeout, _connect_timeout())
         statuses = statuses or [403]
         close_codes = close_codes or [1008, 1011]
         mode = auth or self._default_auth()
@@ -366,7 +371,8 @@ class AgentSessions:
         """Waits until the run of ``run`` (from ``Send User Message``) ends and returns it.
 
         A frame belongs to the run when its ``run_id`` or ``thread_id`` is the run's. The
-        run ends with the first terminal event (``agent_completed``/``agent_error``). It
+        run ends with the first terminal event (``agent_completed``/``agent_error``); frames
+        after it are not part of the run (they stay in the connection's log). It
         fails (rule 1) if the connection closes first or no terminal event arrives within
         ``timeout`` (default: the target's run budget, else 30s), unless
         ``allow_incomplete=True``. The run's timeline is logged as a table.
@@ -388,8 +394,13 @@ class AgentSessions:
         start = int(run.get("log_index", 0))
         remaining = max(0.0, run["sent_at"] + secs - time.perf_counter())
         found = conn.wait_for_ids(ids, lambda e: e.is_terminal, remaining, start=start)
+        frames = conn.frames_with_ids(ids, start)
+        if found is not None:
+            # The run is what arrived up to its first terminal event: deterministic, where
+            # "what else came by the time we looked" would depend on scheduling.
+            frames = [e for e in frames if e.seq <= found[1].seq]
         record = RunRecord(conn.alias, run.get("user_id") or conn.user_id, run_id, thread_id, run["sent_at"],
-                           conn.frames_with_ids(ids, start), dialect=conn.dialect)
+                           frames, dialect=conn.dialect)
         if found is None:
             record.ended = "closed" if conn.closed is not None else "timeout"
             record.close = conn.closed
@@ -401,7 +412,12 @@ class AgentSessions:
                 why = f"the connection closed ({conn.closed.summary()}) at {record.rel(conn.closed):.3f}s"
             else:
                 why = f"no terminal event within {secs:g}s"
-            raise AssertionError(
+            first_budget = tgt.first_event_timeout if tgt else 2.0
+            late = ""
+            if not record.agent_events or record.rel(record.agent_events[0]) > first_budget:
+                late = (f"Rule 6 (timing) violated: no agent event within the first-event budget of "
+                        f"{first_budget:g}s.\n")
+            raise AssertionError(late +
                 f"Rule 1 (start and end) violated: run {run_id} did not end with "
                 f"{'/'.join(conn.dialect.names('completed') + conn.dialect.names('error'))}: {why}. "
                 f"Events of the run:\n{timeline.text(record.events, record.sent_at)}")

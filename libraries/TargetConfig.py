@@ -100,6 +100,7 @@ class TargetConfig:
     | ``E2E_OAUTH_SIMULATION_KEY`` | Key for ``POST /auth/e2e/test-auth``. |
     | ``E2E_FIRST_EVENT_TIMEOUT`` | Robot time string, default ``2s``. |
     | ``E2E_RUN_TIMEOUT`` | Robot time string, default ``30s``. |
+    | ``E2E_CONNECT_TIMEOUT`` | Handshake plus welcome frame, Robot time string, default ``10s``. |
     | ``E2E_AUTH_MODE`` | ``subprotocol`` (default), ``bearer`` or ``query``. |
     | ``E2E_DIALECT`` | Event dialect name or file (default ``default``). |
     | ``E2E_SIMULATION_KEY_HEADER`` | Default ``X-E2E-OAuth-Simulation-Key``. |
@@ -177,6 +178,8 @@ class TargetConfig:
         out = {
             "first_event_timeout": _seconds("E2E_FIRST_EVENT_TIMEOUT", get("E2E_FIRST_EVENT_TIMEOUT", "first_event_timeout", "2s"), problems),
             "run_timeout": _seconds("E2E_RUN_TIMEOUT", get("E2E_RUN_TIMEOUT", "run_timeout", "30s"), problems),
+            "connect_timeout": _seconds("E2E_CONNECT_TIMEOUT", get("E2E_CONNECT_TIMEOUT", "connect_timeout", "10s"),
+                                        problems),
             "auth_mode": _choice("E2E_AUTH_MODE", get("E2E_AUTH_MODE", "auth_mode", "subprotocol"),
                                  ("subprotocol", "bearer", "query"), problems),
             "token_encoding": _choice("E2E_TOKEN_ENCODING", get("E2E_TOKEN_ENCODING", "token_encoding", "raw"),
@@ -276,7 +279,7 @@ class TargetConfig:
         builtin = BuiltIn()
         builtin.set_suite_metadata("Target", where, top=True)
         for key in ("backend_url", "ws_url", "auth_url", "auth_mode", "token_source", "jwt_secret",
-                    "simulation_key", "first_event_timeout", "run_timeout", "dialect"):
+                    "simulation_key", "first_event_timeout", "run_timeout", "connect_timeout", "dialect"):
             builtin.set_suite_metadata(f"Target {key.replace('_', ' ')}", described[key], top=True)
         if target.profile == "local":
             builtin.set_suite_metadata("Target faults", target.extra.get("faults", "none"), top=True)

@@ -261,7 +261,8 @@ class SessionRun:
                                verify_tls=s.verify_tls, ca_file=s.ca_file)
         self._connect_options: dict[str, Any] = {
             "compression": "deflate" if s.compression else None, "open_timeout": s.open_timeout,
-            "close_timeout": s.close_timeout}
+            "close_timeout": s.close_timeout,
+            "max_size": None}  # keep every frame whatever its size, as the step-by-step transport does
         # The system proxy setting, resolved once: websockets would read the environment per connection.
         self._connect_options["proxy"] = get_proxy(parse_uri(probe.request_url()))
         context = probe.ssl_context()
@@ -415,7 +416,12 @@ class SessionRun:
                         tally.peak_open = tally.open
                     sess.ws = ws
                     sess.phase = "before the welcome frame"
-                    await self._welcome(sess)
+                    try:  # the welcome is part of connecting: bounded like the handshake
+                        async with asyncio.timeout(max(0.0, t0 + s.open_timeout - time.perf_counter())):
+                            await self._welcome(sess)
+                    except TimeoutError:
+                        raise _Outcome("timeouts", f"no welcome frame within the connect timeout of "
+                                                   f"{s.open_timeout:g}s ({len(sess.frames)} frame(s) received)") from None
                     tally.connect_ms.append((time.perf_counter() - t0) * 1000.0)
                     sess.phase = {"ping": "before the pong", "chat": "before the run ended"}.get(s.scenario, "while closing")
                     if s.scenario == "ping":
@@ -481,7 +487,7 @@ class SessionRun:
                 if code in POLICY_CLOSE_CODES or sess.auth_error_frame is not None:
                     raise _Outcome("auth_rejected", f"connection closed with code {code} before the welcome frame"
                                    + (f" after {sess.auth_error_frame.summary(80)}" if sess.auth_error_frame else ""))
-                raise _Outcome("errors", f"connection closed with code {code} before the welcome frame") from None
+                raise _Outcome("errors", f"connection closed before the welcome frame: {err}") from None
             if event.is_welcome or event.is_agent_event:
                 if event.is_welcome:
                     sess.welcome_user = event.user_id
@@ -498,8 +504,7 @@ class SessionRun:
             try:
                 event = await self._recv(sess)
             except ConnectionClosed as err:
-                raise _Outcome("errors", f"connection closed (code {err.rcvd.code if err.rcvd else None}) "
-                                         f"before the pong") from None
+                raise _Outcome("errors", f"connection closed before the pong: {err}") from None
             if event.type in self._pong_names:
                 self.tally.run_ms.append((time.perf_counter() - sent) * 1000.0)
                 return

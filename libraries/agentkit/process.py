@@ -8,6 +8,7 @@ can never stall it. Every started process is stopped at interpreter exit too."""
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import re
 import secrets
@@ -22,6 +23,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"listening on (http://\S+)")
 _running: set["BackendProcess"] = set()
 _lock = threading.Lock()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL
+    (a CI timeout, the OOM killer), so no backend outlives its Robot run. The kernel ties
+    this to the *thread* that spawned it: start backends from a thread that lives as long
+    as they should (Robot's main thread, a pytest fixture)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class BackendStartError(RuntimeError):
@@ -73,7 +83,8 @@ class BackendProcess:
         env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
         self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         with _lock:
             _running.add(self)
         ready = threading.Event()

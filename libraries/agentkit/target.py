@@ -29,6 +29,7 @@ class Target:
     token_prefix: str = "jwt."
     first_event_timeout: float = 2.0
     run_timeout: float = 30.0
+    connect_timeout: float = 10.0
     dialect: str = "default"
     verify_tls: bool = True
     ca_file: str | None = None
@@ -46,7 +47,7 @@ class Target:
                 value = mask(value, keep=0) if value else "(not set)"
             elif key == "extra":
                 continue
-            elif key in ("first_event_timeout", "run_timeout"):
+            elif key in ("first_event_timeout", "run_timeout", "connect_timeout"):
                 value = f"{value:g}s"
             out[key] = str(value)
         return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import requests
 
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256")
 
@@ -58,3 +59,28 @@ def encode(claims: dict[str, Any], algorithm: str = "HS256", secret: str | None 
 def make_token(secret: str, user_id: str, lifetime: float = 3600.0, email: str | None = None) -> str:
     """HS256 access token for ``user_id``: the common case, one call."""
     return encode(build_claims(user_id, email, lifetime), "HS256", secret)
+
+
+class AuthServiceError(ConnectionError):
+    """The auth service could not be reached."""
+
+
+def request_test_token(auth_url: str, email: str, simulation_key: str | None,
+                       header: str = "X-E2E-OAuth-Simulation-Key", name: str | None = None,
+                       timeout: float = 10.0, session: requests.Session | None = None) -> tuple[int, Any, str]:
+    """``POST <auth_url>/auth/e2e/test-auth``; returns ``(status, body, url)``.
+
+    ``simulation_key=None`` sends no key header (for refusal checks). The body is the
+    parsed JSON, or the text when it is not JSON."""
+    url = auth_url.rstrip("/") + "/auth/e2e/test-auth"
+    headers = {header: simulation_key} if simulation_key else {}
+    try:
+        resp = (session or requests).post(url, json={"email": email, "name": name or email.split("@")[0]},
+                                          headers=headers, timeout=timeout)
+    except requests.RequestException as err:
+        raise AuthServiceError(f"Cannot reach the auth service at {url}: {err}") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = resp.text
+    return resp.status_code, body, url

@@ -7,12 +7,14 @@ Test Tags           smoke    connection
 *** Test Cases ***
 Connection Is Established With A Welcome Frame
     [Tags]    critical
-    An Authenticated User Is Connected    conn-welcome
+    ${token}=    A Token For User    conn-welcome
+    Connect To Agent WebSocket    ${token}    alias=conn-welcome
+    ${expected}=    Get Token Subject    ${token}
     ${info}=    Get Connection Info
     Should Match Regexp    ${info}[connection_id]    .+
     ...    msg=connection_established carried no connection_id
-    Should Be Equal    ${info}[user_id]    conn-welcome
-    ...    msg=The welcome frame named user ${info}[user_id], expected the token's user conn-welcome
+    Should Be Equal    ${info}[user_id]    ${expected}
+    ...    msg=The welcome frame named user ${info}[user_id], expected the token's user ${expected}
 
 Server Echoes The JWT Subprotocol
     An Authenticated User Is Connected    conn-subprotocol    auth=subprotocol

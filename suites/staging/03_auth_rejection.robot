@@ -40,6 +40,11 @@ Missing Simulation Key Is Refused By The Auth Service
 Agent API Requires A Token
     Agent Api Should Require Authentication    /api/mcp/servers
 
+Expired Token Is Refused By The Agent API
+    A Token Signed With The Target Secret Is Needed
+    ${token}=    Create Expired Token    api-expired
+    Get Agent Api    /api/mcp/servers    ${token}    expected_status=401
+
 Auth Service Issues A Working Token For The Right Key
     A Simulation Key Is Needed
     ${token}=    Get Token From Auth Service    auth-service-user@e2e.test

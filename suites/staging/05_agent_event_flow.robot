@@ -31,6 +31,7 @@ Every Event Matches Its Schema
 
 Tool Events Name The Tool
     ${executing}=    Get Run Events    ${RUN}    tool_executing
+    Should Not Be Empty    ${executing}    msg=The run has no tool_executing event, so no tool is named
     Get Event Field    ${executing}[0]    tool_name    matches    .+
 
 

@@ -1,0 +1,44 @@
+"""``tools/flakiness.sh``: the healthy run repeated serially and under pabot, a summary
+line per run and a total, non-zero exit on any failure (CI can call it with a larger N)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from suite_runs import ROOT, STAGING_TESTS, clean_env, report
+
+SCRIPT = ROOT / "tools" / "flakiness.sh"
+
+
+def flakiness(n: str, tmp_path, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), n], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=clean_env(PYTHON=sys.executable, FLAKINESS_OUT=str(tmp_path / "out"), **env))
+
+
+def test_two_healthy_runs_each_way_pass(tmp_path):
+    proc = flakiness("2", tmp_path, 180)
+    for line in proc.stdout.splitlines():
+        report("flakiness (tools/flakiness.sh 2)", line)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for mode in ("serial", "pabot"):
+        runs = [l for l in lines if l.startswith(f"{mode} run ")]
+        assert len(runs) == 2 and all(f": PASS {STAGING_TESTS} tests, {STAGING_TESTS} passed, 0 failed" in l for l in runs), lines
+    assert re.search(r"^TOTAL: 4 runs .* 0 with failures, 0 failed tests", proc.stdout, re.M), proc.stdout
+    assert (tmp_path / "out" / "pabot-2" / "output.xml").is_file()
+
+
+def test_a_failing_run_makes_it_fail(tmp_path):
+    # A broken configuration fails every test at once: the quickest certain failure.
+    proc = flakiness("1", tmp_path, 120, E2E_TARGET="nope")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "serial run 1/1: FAIL" in proc.stdout and "pabot run 1/1: FAIL" in proc.stdout, proc.stdout
+    assert f"{STAGING_TESTS} failed" in proc.stdout and "Backend Health Endpoint Reports Healthy" in proc.stdout, proc.stdout
+    assert "TOTAL: 2 runs" in proc.stdout and "2 with failures" in proc.stdout, proc.stdout
+
+
+def test_bad_count_is_refused(tmp_path):
+    proc = flakiness("twenty", tmp_path, 30)
+    assert proc.returncode == 2 and "'twenty'" in proc.stderr, proc.stdout + proc.stderr
