@@ -1,0 +1,72 @@
+"""``tools/summary.py`` on outputs the kit did not produce: no metrics, other suites, bad paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import report_runs as rr
+from robot.api import ExecutionResult
+
+from agentkit import summary as summaries
+
+SUITE = """\
+*** Test Cases ***
+Passes
+    Log    fine
+Fails Without A Known Cause
+    Fail    boom
+Is Skipped For A Missing Setting
+    Skip    E2E_JWT_SECRET is not set for this target
+"""
+
+
+@pytest.fixture(scope="module")
+def plain_output(tmp_path_factory):
+    """An output.xml of a suite that does not use the kit (so it holds no E2E metrics)."""
+    base = tmp_path_factory.mktemp("plain")
+    (base / "plain.robot").write_text(SUITE, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(base / "out"), "--log", "NONE", "--report",
+                    "NONE", str(base / "plain.robot")], capture_output=True, timeout=120, env=rr.clean_env())
+    return base / "out" / "output.xml"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(rr.CLI), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_an_output_without_metrics_still_gets_an_honest_summary(plain_output):
+    proc = _cli(str(plain_output.parent))  # a directory means <dir>/output.xml
+    assert proc.returncode == 0, proc.stderr
+    assert "FAILED: 1 passed, 1 failed, 1 skipped of 3 (pass rate 33.3%)" in proc.stdout
+    md = (plain_output.parent / "summary.md").read_text(encoding="utf-8")
+    assert "No E2E metrics in this output" in md
+    assert "| Unclassified | - | 1 | boom |" in md
+    assert "| Plain | Is Skipped For A Missing Setting | configuration |" in md
+    assert "no target metadata" in md.lower() or "names no target" in md
+
+
+def test_missing_output_is_an_error_not_an_empty_summary(tmp_path):
+    proc = _cli(str(tmp_path / "nothing.xml"))
+    assert proc.returncode == 2 and "No such output file" in proc.stderr
+    assert not (tmp_path / "summary.html").exists()
+
+
+def test_summary_generation_takes_well_under_a_second(runs, tmp_path):
+    output = runs["passing"].output
+    started = time.perf_counter()
+    result = ExecutionResult(str(output))
+    summary = summaries.write(result, None, tmp_path, source=str(output))
+    took = time.perf_counter() - started
+    assert took < 0.5, f"parsing output.xml and writing the summary took {took:.3f}s"
+    assert summary.build_ms < 250
+    assert (tmp_path / "summary.html").stat().st_size > 10_000
+
+
+def test_several_outputs_are_combined(runs, tmp_path):
+    proc = _cli(str(runs["isolation"].output), str(runs["health"].output), "--outdir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| Isolation |" in md and "| Service health |" in md
