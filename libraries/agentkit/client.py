@@ -203,6 +203,23 @@ class Connection:
         with self._cond:
             return list(self.events)
 
+    def _wait(self, scan: Callable[[], tuple[int, Event] | None], timeout: float,
+              stop_on_close: bool) -> tuple[int, Event] | None:
+        """Run ``scan`` under the lock each time frames arrive, until it finds one, the
+        timeout passes or (with ``stop_on_close``) the connection has closed."""
+        deadline = time.perf_counter() + timeout
+        with self._cond:
+            while True:
+                found = scan()
+                if found is not None:
+                    return found
+                if stop_on_close and self.closed is not None:
+                    return None
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float, start: int | None = None,
                  stop_on_close: bool = True) -> tuple[int, Event] | None:
         """First event at or after ``start`` (default: the cursor) matching ``predicate``.
@@ -210,20 +227,17 @@ class Connection:
         Returns ``(index, event)`` or ``None`` on timeout or, with ``stop_on_close``, when the
         connection closed and no later frame can match."""
         index = self.cursor if start is None else start
-        deadline = time.perf_counter() + timeout
-        with self._cond:
-            while True:
-                while index < len(self.events):
-                    event = self.events[index]
-                    if event.kind != "close" and predicate(event):
-                        return index, event
-                    index += 1
-                if stop_on_close and self.closed is not None:
-                    return None
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+
+        def scan() -> tuple[int, Event] | None:
+            nonlocal index
+            while index < len(self.events):  # each frame is looked at once
+                event = self.events[index]
+                if event.kind != "close" and predicate(event):
+                    return index, event
+                index += 1
+            return None
+
+        return self._wait(scan, timeout, stop_on_close)
 
     def frames_with_ids(self, keys: list[tuple[str, Any]], start: int = 0) -> list[Event]:
         """Frames at or after ``start`` carrying any of ``keys`` (``("run_id", "run_1")``, ...), in log order."""
@@ -237,24 +251,21 @@ class Connection:
     def wait_for_ids(self, keys: list[tuple[str, Any]], predicate: Callable[[Event], bool], timeout: float,
                      start: int = 0, stop_on_close: bool = True) -> tuple[int, Event] | None:
         """Like :meth:`wait_for`, over only the frames carrying one of ``keys`` (see :meth:`frames_with_ids`)."""
-        deadline = time.perf_counter() + timeout
         with self._cond:
             seen = {key: bisect_left(self._by_id.get(key, []), start) for key in keys}
-            while True:
-                fresh: set[int] = set()
-                for key in keys:
-                    found = self._by_id.get(key, [])
-                    fresh.update(found[seen[key]:])
-                    seen[key] = len(found)
-                for index in sorted(fresh):  # every earlier index was checked on an earlier pass
-                    if predicate(self.events[index]):
-                        return index, self.events[index]
-                if stop_on_close and self.closed is not None:
-                    return None
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+
+        def scan() -> tuple[int, Event] | None:
+            fresh: set[int] = set()
+            for key in keys:
+                found = self._by_id.get(key, [])
+                fresh.update(found[seen[key]:])
+                seen[key] = len(found)
+            for index in sorted(fresh):  # every earlier index was checked on an earlier pass
+                if predicate(self.events[index]):
+                    return index, self.events[index]
+            return None
+
+        return self._wait(scan, timeout, stop_on_close)
 
 
 def _id_keys(event: Event) -> list[tuple[str, Any]]:

@@ -14,13 +14,6 @@ from agentkit.masking import reveal
 from agentkit.target import Target
 
 
-@pytest.fixture(autouse=True)
-def clean_state():
-    targets.set_current(None)
-    yield
-    targets.set_current(None)
-
-
 @pytest.fixture
 def api():
     lib = AgentApi()

@@ -23,14 +23,6 @@ from agentkit.masking import reveal
 from agentkit.target import Target
 
 
-@pytest.fixture(autouse=True)
-def clean_state():
-    targets.set_current(None)
-    yield
-    AgentSessions().close_all_connections()
-    targets.set_current(None)
-
-
 @pytest.fixture
 def auth():
     return AgentAuth()

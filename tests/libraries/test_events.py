@@ -22,15 +22,6 @@ from agentkit.rules import RunRecord
 LIFECYCLE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"]
 
 
-@pytest.fixture(autouse=True)
-def clean_state():
-    targets.set_current(None)
-    dialects.use("default")
-    yield
-    AgentSessions().close_all_connections()
-    targets.set_current(None)
-    dialects.use("default")
-
 
 @pytest.fixture
 def sessions():

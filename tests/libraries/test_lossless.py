@@ -7,22 +7,13 @@ import time
 from collections import defaultdict
 from datetime import timedelta
 
-import pytest
 
 from AgentAuth import AgentAuth
 from AgentEvents import AgentEvents
 from AgentSessions import AgentSessions
-from agentkit import target as targets
 
 RUNS = 1000
 LIFECYCLE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"]
-
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    targets.set_current(None)
-    yield
-    AgentSessions().close_all_connections()
 
 
 def test_thousand_runs_on_one_connection_lose_nothing(backend):

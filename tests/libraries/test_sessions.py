@@ -20,14 +20,6 @@ from agentkit.target import Target
 SHORT = timedelta(seconds=0.5)
 
 
-@pytest.fixture(autouse=True)
-def clean_state():
-    targets.set_current(None)
-    yield
-    AgentSessions().close_all_connections()
-    targets.set_current(None)
-
-
 @pytest.fixture
 def sessions():
     return AgentSessions()

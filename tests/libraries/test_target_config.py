@@ -24,12 +24,8 @@ STAGING = {
 
 
 @pytest.fixture(autouse=True)
-def clean_state(monkeypatch):
+def no_fault_from_the_environment(monkeypatch):
     monkeypatch.delenv("E2E_REFERENCE_FAULTS", raising=False)
-    targets.set_current(None)
-    yield
-    targets.set_current(None)
-    dialects.use("default")
 
 
 @pytest.fixture
