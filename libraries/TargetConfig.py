@@ -306,12 +306,25 @@ class TargetConfig:
         return described[name]
 
     @keyword
-    def release_target(self) -> None:
-        """Stops the embedded backend if this run started it. Safe to call more than once."""
+    def release_target(self, wait: bool = True) -> None:
+        """Stops the embedded backend if this run started it. Safe to call more than once.
+
+        With ``wait=False`` the backend is sent its stop signal now and Robot waits for its
+        exit when Robot itself exits, so the backend shuts down while Robot writes its
+        output, log and report. It is stopped either way before Robot exits.
+
+        Example (suite teardown of ``__init__.robot``):
+        | Release Target    wait=False
+        """
         backend, self.backend = self.backend, None
         self._owner_suite = None
         if backend is not None:
-            code = backend.stop()
+            if wait:
+                code = backend.stop()
+                message = f"stopped, exit code {code}"
+            else:
+                backend.terminate()
+                message = "stopped by SIGTERM; Robot waits for its exit before exiting itself"
             if self._in_robot():
-                logger.info(f"Embedded reference backend (pid {backend.pid}) stopped, exit code {code}.")
+                logger.info(f"Embedded reference backend (pid {backend.pid}) {message}.")
         targets.set_current(None)

@@ -121,16 +121,21 @@ class BackendProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def terminate(self) -> None:
+        """Send SIGTERM and return at once; :meth:`stop` (or interpreter exit) waits for the exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, SIGKILL if it will not go. Returns the exit code."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self.terminate()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
