@@ -179,23 +179,24 @@ def check_timing(run: RunRecord, first_event: float, whole_run: float) -> list[V
 
 
 @lru_cache(maxsize=64)
-def _fast_validator(path: str):
+def _fast_validator(schema_dir: Path, name: str):
     """fastjsonschema compiles a schema to Python once: a verdict in a few microseconds per
-    event, where jsonschema takes tens. Used for the verdict only; messages come from jsonschema."""
-    import fastjsonschema
+    event, where jsonschema takes tens. Used for the verdict only; messages come from jsonschema.
+    Returns ``(validate, exception class)``; cached per schema, so the per-event cost is the check."""
+    import fastjsonschema  # first use only: keeps library import light
 
-    return fastjsonschema.compile(json.loads(Path(path).read_text(encoding="utf-8")))
+    schema = json.loads((Path(schema_dir) / name).read_text(encoding="utf-8"))
+    return fastjsonschema.compile(schema), fastjsonschema.JsonSchemaException
 
 
 def schema_valid(event: Event, schema_dir: Path = SCHEMAS) -> bool:
     name = event.dialect.schemas.get(event.type or "")
     if not name:
         return True
-    import fastjsonschema
-
+    validate, invalid = _fast_validator(schema_dir, name)
     try:
-        _fast_validator(str(Path(schema_dir) / name))(event.message)
-    except fastjsonschema.JsonSchemaException:
+        validate(event.message)
+    except invalid:
         return False
     return True
 
