@@ -172,12 +172,13 @@ def raw_check(msgs: list[dict], run_id: str, thread_id: str, user_id: str, sent_
         assert kind in types, types
     if validators:
         for m in msgs:
-            errors = list(validators[m["type"]].iter_errors(m))
-            assert not errors, errors
+            validate, _invalid = validators[m["type"]]
+            validate(m)  # raises on a violation
 
 
 def raw_throughput(backend: BackendProcess, runs: int, schemas: bool) -> tuple[float, float]:
-    validators = {name: rules._validator(str(SCHEMAS / file)) for name, file in current().schemas.items()} \
+    # The same compiled (fastjsonschema) validators the kit's rule 7 takes its verdict from.
+    validators = {name: rules._fast_validator(SCHEMAS, file) for name, file in current().schemas.items()} \
         if schemas else None
     ws = raw_socket(backend, "tp-raw")
     try:
