@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import math
 import re
 import ssl
 import threading
@@ -52,6 +51,7 @@ from .dialect import Dialect
 from .event import Event
 from .rules import RunRecord, check_isolation, check_run
 from .spec import AUTH_MODES, ConnectionSpec, SpecError, validate_ws_url
+from .stats import percentile
 from .tokens import make_token
 
 SCENARIOS = ("connect", "ping", "chat")
@@ -154,15 +154,6 @@ class EngineSettings:
         return self
 
 
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of ``values`` (``None`` when empty)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 _VARIABLE = re.compile(r"[0-9a-f]{8,}|\d+(\.\d+)?")
 
 
@@ -204,17 +195,6 @@ class _Tally:
         if key not in self._error_keys:
             self._error_keys.add(key)
             self.first_errors.append(message)
-
-
-class _CollectedRun(RunRecord):
-    """A run whose events are complete: the rules read ``agent_events`` many times, build it once."""
-
-    @property
-    def agent_events(self) -> list[Event]:
-        cached = self.__dict__.get("_agent_events")
-        if cached is None:
-            cached = self.__dict__["_agent_events"] = [e for e in self.events if e.is_agent_event]
-        return cached
 
 
 class _Session:
@@ -519,7 +499,7 @@ class SessionRun:
         thread_id = f"load-thread-{sess.index}-{tag}"
         run_id = f"load-run-{sess.index}-{tag}"
         message = json.dumps(self.dialect.build_user_message(s.message, thread_id, run_id))
-        record = _CollectedRun(sess.name, sess.welcome_user or sess.user_id, run_id, thread_id, 0.0,
+        record = RunRecord(sess.name, sess.welcome_user or sess.user_id, run_id, thread_id, 0.0,
                                dialect=self.dialect)
         record.sent_at = time.perf_counter()
         await sess.ws.send(message)

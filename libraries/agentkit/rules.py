@@ -63,7 +63,11 @@ class RunRecord:
 
     @property
     def agent_events(self) -> list[Event]:
-        return [e for e in self.events if e.is_agent_event]
+        # Every rule reads this; built once per length of ``events`` (runs only ever grow).
+        cached = self.__dict__.get("_agent_events")
+        if cached is None or cached[0] != len(self.events):
+            cached = self.__dict__["_agent_events"] = (len(self.events), [e for e in self.events if e.is_agent_event])
+        return cached[1]
 
     def at(self, event: Event) -> str:
         return f"{event.type} (#{event.seq}) at {self.rel(event):.3f}s"

@@ -21,7 +21,6 @@ Honesty rules the verdict follows:
 from __future__ import annotations
 
 import html as _html
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -30,19 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from . import summary_metrics as metrics
+from .masking import mask
+from .stats import percentile
 from .summary_classify import CLASSES, RULE_NAMES, Cause, classify, classify_skip
 
 LIFECYCLE = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed", "agent_error")
 SECRET_WORDS = ("secret", "key", "password", "credential")
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile; ``None`` without values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _avg(values: list[float]) -> float | None:
@@ -121,7 +113,7 @@ def _target(metadata: dict[str, str], processes: dict[str, dict]) -> tuple[list[
         value = str(value)
         secret = any(w in key.lower() for w in SECRET_WORDS) or key.lower().endswith("token")
         if secret and not _looks_masked(value):
-            value = f"•••• ({len(value)} chars)"
+            value = mask(value, keep=0)
         rows.append((label, str(metrics.mask_url(value))))
     # Per process (pabot): each local process has its own embedded backend on its own port.
     urls = sorted({str(p["target"].get("backend_url")) for p in processes.values() if p.get("target")})
