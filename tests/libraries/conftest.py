@@ -16,3 +16,9 @@ def clean_library_state():
     AgentSessions().close_all_connections()
     targets.set_current(None)
     dialects.use("default")
+
+
+@pytest.fixture
+def sessions():
+    """A fresh AgentSessions library instance (connections live in the shared registry)."""
+    return AgentSessions()

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from robot.api.types import Secret
 
 from AgentAuth import AgentAuth
-from AgentSessions import AgentSessions
 from agentkit import target as targets
 from agentkit.masking import reveal
 from agentkit.target import Target
@@ -26,11 +25,6 @@ from agentkit.target import Target
 @pytest.fixture
 def auth():
     return AgentAuth()
-
-
-@pytest.fixture
-def sessions():
-    return AgentSessions()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from assertionengine import AssertionOperator
 
 from AgentAuth import AgentAuth
 from AgentEvents import AgentEvents
-from AgentSessions import AgentSessions
 from agentkit import dialect as dialects
 from agentkit import target as targets
 from agentkit.event import Event
@@ -21,11 +20,6 @@ from agentkit.rules import RunRecord
 
 LIFECYCLE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"]
 
-
-
-@pytest.fixture
-def sessions():
-    return AgentSessions()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 
 from AgentAuth import AgentAuth
-from AgentSessions import AgentSessions
 from agentkit import target as targets
 from agentkit.client import REGISTRY
 from agentkit.masking import reveal
@@ -18,11 +17,6 @@ from agentkit.rules import RunRecord
 from agentkit.target import Target
 
 SHORT = timedelta(seconds=0.5)
-
-
-@pytest.fixture
-def sessions():
-    return AgentSessions()
 
 
 def token_for(backend, user="alice"):
