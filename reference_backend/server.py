@@ -66,6 +66,44 @@ class _Server(uvicorn.Server):
     def capture_signals(self):  # noqa: D401 - same contract as the parent, minus the re-raise
         return _StopSignals(self)
 
+    # uvicorn notices a stop request on a 0.1 s tick and then sleeps another 0.1 s before
+    # waiting for connections; a test run waits for our exit, so both waits are on its
+    # critical path. Here the signal wakes the loop and the shutdown waits for the
+    # connections themselves, within the same graceful timeout.
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.1)  # the tick keeps the Date header fresh
+            except asyncio.TimeoutError:
+                pass
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def shutdown(self, sockets=None) -> None:
+        log.info("shutting down: %d connection(s) open", len(self.server_state.connections))
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_graceful_shutdown
+        state = self.server_state
+        while (state.connections or state.tasks) and not self.force_exit and loop.time() < deadline:
+            await asyncio.sleep(0.002)  # uvicorn signals no event when the last connection ends
+        for task in list(state.tasks):
+            log.warning("cancelling a task still running after the graceful shutdown timeout")
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+
 
 class _StopSignals:
     def __init__(self, server: uvicorn.Server) -> None:

@@ -82,3 +82,23 @@ def test_unknown_fault_in_the_environment_exits_2():
 @pytest.mark.parametrize("args", [["--tools", "-1"], ["--think-delay", "soon"]])
 def test_bad_knob_values_exit_2(args):
     assert _run_cli(*args).returncode == 2
+
+
+def test_stop_closes_open_connections_and_logs_to_the_end(start_server):
+    """The shutdown does not sit out a fixed tick: it closes open WebSockets itself (close
+    code 1012, service restart), waits for them, and the last log line still reaches stderr."""
+    from backend_helpers import Closed
+
+    srv = start_server("--think-delay", "0")
+    ws, _ = open_session(srv, "user_open_at_stop")
+    try:
+        assert srv.stop() == 0
+        with pytest.raises(Closed) as closed:
+            while True:
+                recv_json(ws, timeout=5)
+    finally:
+        ws.close()
+    assert closed.value.code == 1012, f"close code {closed.value.code}"
+    stderr = srv.stderr()
+    assert "shutting down: 1 connection(s) open" in stderr, stderr
+    assert stderr.rstrip().endswith("reference_backend: stopped"), stderr[-500:]
