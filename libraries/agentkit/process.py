@@ -60,6 +60,7 @@ class BackendProcess:
         self.url: str | None = None
         self.proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
+        self._ready = threading.Event()
         self._tail: list[str] = []
 
     @property
@@ -78,6 +79,12 @@ class BackendProcess:
         return cmd + self.extra_args
 
     def start(self, timeout: float = 20.0) -> "BackendProcess":
+        """Launch the process and wait until it reports its URL."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "BackendProcess":
+        """Start the process and return at once; :meth:`wait_ready` waits for its URL.
+        Lets the caller do other work while the backend boots (a quarter of a second)."""
         env = dict(os.environ, E2E_JWT_SECRET=self.jwt_secret, E2E_OAUTH_SIMULATION_KEY=self.simulation_key,
                    PYTHONUNBUFFERED="1")
         env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
@@ -87,11 +94,14 @@ class BackendProcess:
                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         with _lock:
             _running.add(self)
-        ready = threading.Event()
-        self._drain = threading.Thread(target=self._read_output, args=(ready,), daemon=True,
+        self._drain = threading.Thread(target=self._read_output, args=(self._ready,), daemon=True,
                                        name=f"reference-backend-{self.proc.pid}")
         self._drain.start()
-        if not ready.wait(timeout) or self.url is None:
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> "BackendProcess":
+        """Wait for the ready line of a launched process; stop it and raise if it never comes."""
+        if not self._ready.wait(timeout) or self.url is None:
             self.stop()
             tail = "".join(self._tail[-20:]) or "<no output>"
             raise BackendStartError(f"Reference backend did not report ready within {timeout:g}s "

@@ -130,6 +130,8 @@ def test_no_backend_process_or_socket_remains(tmp_path, case):
     assert not still_alive, f"{case}: backend pid(s) {still_alive} still alive"
     assert not listening, f"{case}: port(s) still listened on: {listening}"
 
+    if case == "normal":  # the backend launched while Robot imports its libraries is the one used
+        assert len(pids) == 1, f"{case}: {len(pids)} backends for one run: {sorted(pids)}"
     if case in ("normal", "pabot"):
         assert run.rc == 0 and run.tests and not run.failed, f"{case}: {run.counts()}\n{run.stdout[-2000:]}"
     elif case == "failing":
@@ -145,6 +147,37 @@ def test_no_backend_process_or_socket_remains(tmp_path, case):
             assert blocked.status == "FAIL" and "terminated by signal" in blocked.message, blocked.message
             assert any(m.startswith("Embedded reference backend (pid") and "stopped" in m for m in run.messages), \
                 "the suite teardown did not log stopping the backend"
+
+
+NO_BACKEND = {
+    # name: (env overrides, robot args)
+    "dry-run": ({}, ("--dryrun",)),
+    "invalid-local-config": ({"E2E_RUN_TIMEOUT": "soon"}, ()),
+    "staging-target": ({"E2E_TARGET": "staging"}, ()),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_BACKEND))
+def test_no_backend_is_launched_when_the_run_needs_none(tmp_path, case):
+    """The backend is launched early, while Robot imports the libraries. A dry run, a remote
+    target, or a configuration that fails validation must launch none at all: neither a
+    process is seen nor a backend log written."""
+    overrides, args = NO_BACKEND[case]
+    mark = uuid.uuid4().hex
+    robot = LiveRobot(tmp_path / "out", clean_env(**{MARK: mark}, **overrides), args)
+    sampler = Sampler(mark, robot)
+    try:
+        run = robot.wait(60)
+    except BaseException:
+        robot.kill()
+        raise
+    sampler.join(5)
+    assert not sampler.seen, f"{case}: backend(s) {sorted(sampler.seen)} launched"
+    assert not (tmp_path / "out" / "reference-backend.log").exists(), f"{case}: a backend wrote its log"
+    if case == "dry-run":
+        assert run.rc == 0 and not run.failed, run.counts()
+    else:
+        assert run.rc > 0 and "Configuration invalid" in run.suite_setup_message, run.suite_setup_message
 
 
 def test_backend_goes_when_robot_is_killed(tmp_path):
