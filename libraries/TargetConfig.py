@@ -91,6 +91,12 @@ class TargetConfig:
     free loopback port and stops it at the end; a remote profile such as ``staging`` takes
     its URLs and secrets from the environment and never falls back to localhost.
 
+    For ``local``, importing this library in a run already launches the backend, so it
+    boots while Robot imports the other libraries; ``Resolve Target`` adopts it (and
+    validates everything, once). Nothing is launched for a dry run, a remote profile or
+    a configuration with problems; a backend that is never adopted is stopped at the end.
+    Import this library before the others to get the most out of it.
+
     | =Variable= | =Meaning= |
     | ``E2E_TARGET`` | Profile name: ``local`` (default), ``staging``, or any ``resources/profiles/<name>.json``. |
     | ``E2E_BACKEND_URL`` | Backend base URL, ``http(s)://host[:port]``. Required for remote profiles. |
