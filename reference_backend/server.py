@@ -55,6 +55,8 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, url: str) -> None:
         super().__init__(config)
         self._url = url
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()  # set by a stop signal; binds to the loop on first wait
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -67,12 +69,11 @@ class _Server(uvicorn.Server):
         return _StopSignals(self)
 
     # uvicorn notices a stop request on a 0.1 s tick and then sleeps another 0.1 s before
-    # waiting for connections; a test run waits for our exit, so both waits are on its
-    # critical path. Here the signal wakes the loop and the shutdown waits for the
-    # connections themselves, within the same graceful timeout.
+    # waiting for connections, polling them every 0.1 s; a test run waits for our exit, so
+    # all of it is on its critical path. Here the signal wakes the loop, and the shutdown
+    # is uvicorn's own (same steps, same graceful timeout) with those sleeps made short.
     async def main_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         counter = 0
         while not await self.on_tick(counter):
             counter = (counter + 1) % 864000
@@ -83,24 +84,32 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
-        loop = getattr(self, "_loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def shutdown(self, sockets=None) -> None:
-        log.info("shutting down: %d connection(s) open", len(self.server_state.connections))
+        state = self.server_state
+        log.info("shutting down: %d connection(s) open", len(state.connections))
         for server in self.servers:
             server.close()
-        for connection in list(self.server_state.connections):
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(state.connections):
             connection.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout_graceful_shutdown
+        try:
+            await asyncio.wait_for(self._connections_closed(), timeout=self.config.timeout_graceful_shutdown)
+        except asyncio.TimeoutError:
+            log.warning("cancelling %d task(s) still running after the %gs graceful shutdown timeout",
+                        len(state.tasks), self.config.timeout_graceful_shutdown)
+            for task in list(state.tasks):
+                task.cancel()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _connections_closed(self) -> None:
         state = self.server_state
-        while (state.connections or state.tasks) and not self.force_exit and loop.time() < deadline:
+        while (state.connections or state.tasks) and not self.force_exit:
             await asyncio.sleep(0.002)  # uvicorn signals no event when the last connection ends
-        for task in list(state.tasks):
-            log.warning("cancelling a task still running after the graceful shutdown timeout")
-            task.cancel()
         for server in self.servers:
             await server.wait_closed()
 
