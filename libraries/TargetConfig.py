@@ -157,7 +157,8 @@ class TargetConfig:
         return (name or environ.get("E2E_TARGET") or "local").strip()
 
     def _backend_spec(self, profile: dict) -> dict:
-        log = self._output_dir() / "reference-backend.log" if self._output_dir() else None
+        out = self._output_dir()
+        log = out / "reference-backend.log" if out else None
         faults = [f.strip() for f in os.environ.get("E2E_REFERENCE_FAULTS", "").split(",") if f.strip()]
         return {"faults": faults, "think_delay": float(profile.get("think_delay", 0.005)),
                 "tools": int(profile.get("tools", 1)), "log_file": log}
@@ -169,7 +170,6 @@ class TargetConfig:
             self.release_target()
 
     def close(self) -> None:  # Robot calls this at the end of the library's scope
-        self._drop_early()
         self.release_target()
 
     @keyword
@@ -196,8 +196,8 @@ class TargetConfig:
             target = self._embedded(name, profile, common, problems)
         else:
             target = self._remote(name, profile, environ, common, problems)
+        self._drop_early()  # an early backend the resolved target did not adopt is not needed
         if target is None:
-            self._drop_early()
             raise ConfigurationError(
                 f"Configuration invalid for target '{name}' ({len(problems)} problem{'s' * (len(problems) != 1)}); "
                 "nothing was connected:\n- " + "\n- ".join(problems))

@@ -94,7 +94,7 @@ class BackendProcess:
                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         with _lock:
             _running.add(self)
-        self._drain = threading.Thread(target=self._read_output, args=(self._ready,), daemon=True,
+        self._drain = threading.Thread(target=self._read_output, daemon=True,
                                        name=f"reference-backend-{self.proc.pid}")
         self._drain.start()
         return self
@@ -108,7 +108,7 @@ class BackendProcess:
                                     f"(command: {' '.join(self.command())}). Last output:\n{tail}")
         return self
 
-    def _read_output(self, ready: threading.Event) -> None:
+    def _read_output(self) -> None:
         log = self.log_file.open("a", encoding="utf-8") if self.log_file else None
         try:
             for line in self.proc.stdout:
@@ -120,11 +120,11 @@ class BackendProcess:
                     match = READY.search(line)
                     if match:
                         self.url = match.group(1).rstrip("/")
-                        ready.set()
+                        self._ready.set()
                     else:
                         self._tail = (self._tail + [line])[-50:]
         finally:
-            ready.set()  # process ended before ready: let start() fail at once
+            self._ready.set()  # process ended before ready: let wait_ready() fail at once
             if log:
                 log.close()
 
