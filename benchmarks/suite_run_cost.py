@@ -86,18 +86,20 @@ class DescendantPeaks(threading.Thread):
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peaks = DescendantPeaks(proc.pid)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    peaks.done.set()
-    peaks.join(2)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr[-2000:]}")
+    # stderr to a file, not a pipe: nobody reads a pipe while wait4 blocks.
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        peaks = DescendantPeaks(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)  # wait4: this process's own peak memory
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peaks.done.set()
+        peaks.join(2)
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{tail}")
     return {"wall_s": wall, "robot_peak_mb": usage.ru_maxrss / 1024,
             "child_peak_mb": max(peaks.peaks.values(), default=0) / 1024}
 
