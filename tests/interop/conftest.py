@@ -27,6 +27,13 @@ HERE = Path(__file__).resolve().parent
 RECORD_ENV = "AGENTKIT_INTEROP_RECORD"
 
 _VENVS: dict[str, Path | SkipReason | BaseException] = {}
+_READY: list[str] = []
+
+
+def note_ready(server) -> None:
+    """Report a started server's ready time in the summary (call from the server's fixture)."""
+    variant = " (failing tool)" if getattr(server, "failing_tool", False) else ""
+    _READY.append(f"{server.name}{variant} ready in {server.ready_seconds:.2f} s on {server.base_url}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,12 +78,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     if not _VENVS:
         return
-    terminalreporter.section("interop venvs (built apart from test time)")
+    terminalreporter.section("interop venvs (built apart from test time) and servers")
     for build in builds():
-        terminalreporter.write_line(describe(build))
+        if build.name in _VENVS:  # not the throwaway venvs of test_venvs.py
+            terminalreporter.write_line(describe(build))
     for name, result in _VENVS.items():
         if not isinstance(result, Path):
             terminalreporter.write_line(f"{name}: not available: {str(result).splitlines()[0][:300]}")
+    for line in _READY:
+        terminalreporter.write_line(line)
 
 
 def interop_venv(name: str) -> Path:

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import interop_venv
+from .conftest import interop_venv, note_ready
 from .servers import LANGGRAPH_DIR, LangGraphServer
 from .transcript import handshake_status, recorded_connect
 
@@ -33,6 +33,7 @@ def server(tmp_path_factory, jwt_secret):
     venv = interop_venv("langgraph")
     log = tmp_path_factory.mktemp("langgraph") / "server.log"
     with LangGraphServer(venv, LANGGRAPH_DIR, env={"E2E_JWT_SECRET": jwt_secret}, log_path=log) as running:
+        note_ready(running)
         yield running
 
 
