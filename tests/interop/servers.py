@@ -13,7 +13,9 @@ returns it; on any failure it stops the process group and raises ``ServerStartEr
 the log's tail. ``__exit__`` (also on an exception or KeyboardInterrupt) stops the whole
 process group: SIGTERM, a grace period, then SIGKILL, and reaps every descendant. An
 ``atexit`` hook stops whatever is still running if the interpreter exits without leaving
-the ``with`` block. Servers bind 127.0.0.1 only; their output goes to a log file.
+the ``with`` block, and on Linux each server is started with PR_SET_PDEATHSIG, so it gets
+SIGTERM even when the test process is killed outright. Servers bind 127.0.0.1 only; their
+output goes to a log file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -57,6 +60,19 @@ def free_port(host: str = HOST) -> int:
 
 _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
+# Runs first in the child: asks Linux to SIGTERM the server when the process that started
+# it dies (also by SIGTERM or SIGKILL, where no atexit hook runs), then becomes the server.
+# The flag survives exec. It fires when the starting *thread* ends: start servers from a
+# thread that outlives them (the main thread, as pytest fixtures do), or pass
+# die_with_parent=False.
+_LAUNCHER = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the process that started this server is gone")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
 
 @atexit.register
 def _stop_all_at_exit() -> None:
@@ -74,8 +90,10 @@ class ServerProcess:
     health_path = "/health"
 
     def __init__(self, argv: list[str], *, port: int, cwd: Path, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, ready_timeout: float = READY_TIMEOUT_S):
+                 log_path: Path | None = None, ready_timeout: float = READY_TIMEOUT_S,
+                 die_with_parent: bool = True):
         self.argv = [str(a) for a in argv]
+        self.die_with_parent = die_with_parent
         self.port = port
         self.cwd = Path(cwd)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -115,7 +133,10 @@ class ServerProcess:
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         started = time.monotonic()
         try:
-            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            argv = self.argv
+            if self.die_with_parent and sys.platform.startswith("linux"):
+                argv = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *self.argv]
+            self.proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
             _LIVE.add(self)
             self._wait_ready(started)
@@ -254,7 +275,8 @@ class LangGraphServer(ServerProcess):
 
     def __init__(self, venv: Path, graph_dir: Path = LANGGRAPH_DIR, port: int | None = None, *,
                  env: dict[str, str] | None = None, n_jobs_per_worker: int = 4, log_path: Path | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S, config: str = "langgraph.json"):
+                 ready_timeout: float = READY_TIMEOUT_S, config: str = "langgraph.json",
+                 die_with_parent: bool = True):
         self.venv = Path(venv)
         self.graph_dir = Path(graph_dir)
         self.workdir: Path | None = None  # the private copy, made by start()
@@ -271,7 +293,7 @@ class LangGraphServer(ServerProcess):
             **(env or {}),
         }
         super().__init__(argv, port=port, cwd=self.graph_dir, env=server_env, log_path=log_path,
-                         ready_timeout=ready_timeout)
+                         ready_timeout=ready_timeout, die_with_parent=die_with_parent)
 
     def start(self):
         """Copy the graph folder to a private working folder, then start there."""
@@ -321,7 +343,7 @@ class PydanticAIServer(ServerProcess):
 
     def __init__(self, venv: Path, port: int | None = None, *, failing_tool: bool = False,
                  env: dict[str, str] | None = None, log_path: Path | None = None,
-                 ready_timeout: float = READY_TIMEOUT_S):
+                 ready_timeout: float = READY_TIMEOUT_S, die_with_parent: bool = True):
         self.venv = Path(venv)
         self.failing_tool = failing_tool
         port = port or free_port()
@@ -330,7 +352,7 @@ class PydanticAIServer(ServerProcess):
             argv.append("--failing-tool")
         server_env = {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         super().__init__(argv, port=port, cwd=PYDANTIC_AI_DIR, env=server_env, log_path=log_path,
-                         ready_timeout=ready_timeout)
+                         ready_timeout=ready_timeout, die_with_parent=die_with_parent)
 
     def _healthy(self, status: int, body: str) -> bool:
         if status != 200:

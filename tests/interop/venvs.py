@@ -106,8 +106,8 @@ class VenvBuild:
     requirements_sha256: str
 
     @property
-    def size_mb(self) -> float:
-        return self.size_bytes / 1_000_000
+    def size_mib(self) -> float:
+        return self.size_bytes / 2**20
 
 
 _BUILDS: dict[str, VenvBuild] = {}
@@ -327,11 +327,11 @@ def _skip(name: str, reason: str) -> SkipReason:
 
 
 def describe(build: VenvBuild) -> str:
-    """One line: ``langgraph: built in 50.6 s, 198 MB, /path`` (or reused from the cache)."""
+    """One line: ``langgraph: built now; first build took 22.8 s, 181 MiB (/path)``."""
     how = "built now" if build.built_now else "cached"
     wait = f", waited {build.waited_seconds:.1f} s for another build" if build.waited_seconds >= 0.5 else ""
     return (f"{build.name}: {how}; first build took {build.build_seconds:.1f} s, "
-            f"{build.size_mb:.0f} MB{wait} ({build.path})")
+            f"{build.size_mib:.0f} MiB{wait} ({build.path})")
 
 
 def main(argv: list[str] | None = None) -> int:
