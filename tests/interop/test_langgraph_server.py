@@ -9,6 +9,7 @@ protocol on ``ws://host/threads/{thread_id}/stream/events``: ``subscription.subs
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -17,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from .conftest import interop_venv, note_ready
-from .servers import LANGGRAPH_DIR, LangGraphServer
+from .servers import LANGGRAPH_DIR, LangGraphServer, ServerStartError
 from .transcript import handshake_status, recorded_connect
 
 pytestmark = pytest.mark.interop("langgraph")
@@ -210,3 +211,17 @@ def test_thread_must_be_created_first(server, make_token, transcript):
         assert sock.response.status_code == 101
         code, reason, frames = sock.wait_closed(RUN_TIMEOUT)
     assert (code, reason, frames) == (1011, "thread stream ended", [])
+
+
+def test_a_taken_port_fails_the_start_clearly(tmp_path, jwt_secret):
+    """langgraph dev moves to another port when ours is taken; the fixture must not follow it."""
+    venv = interop_venv("langgraph")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server = LangGraphServer(venv, LANGGRAPH_DIR, port, env={"E2E_JWT_SECRET": jwt_secret},
+                                 log_path=tmp_path / "server.log")
+        with pytest.raises(ServerStartError, match=f"port {port} was taken, and langgraph dev silently moved"):
+            server.start()
+    assert not server.running and not server.workdir.exists()

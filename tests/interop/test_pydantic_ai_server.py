@@ -8,13 +8,14 @@ per frame until ``RUN_FINISHED`` or ``RUN_ERROR``. Every scenario is saved as a 
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from itertools import groupby
 
 import pytest
 
 from .conftest import interop_venv, note_ready
-from .servers import PydanticAIServer
+from .servers import PydanticAIServer, ServerStartError
 from .transcript import handshake_status, recorded_connect
 
 pytestmark = pytest.mark.interop("pydantic_ai")
@@ -166,3 +167,16 @@ def test_valid_token_in_header_or_query_is_accepted(server, make_token, transcri
     token = make_token("user-a")
     assert handshake_status(server.ws_url("/ws"), transcript, bearer(token)) == 101
     assert handshake_status(server.ws_url(f"/ws?token={token}"), transcript) == 101
+
+
+def test_a_taken_port_fails_the_start_clearly(tmp_path, jwt_secret):
+    venv = interop_venv("pydantic_ai")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server = PydanticAIServer(venv, port, env={"E2E_JWT_SECRET": jwt_secret}, log_path=tmp_path / "server.log")
+        with pytest.raises(ServerStartError, match=f"exited with code 3 before it was ready on port {port}") as failure:
+            server.start()
+    assert "address already in use" in str(failure.value)
+    assert not server.running
