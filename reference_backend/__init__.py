@@ -5,6 +5,10 @@ A FastAPI + uvicorn service that speaks the agent chat protocol of PROTOCOL.md
 stream) and can break one protocol rule at a time on request (fault modes), so
 the suites can be shown to fail for the right reason.
 
+``--wire`` picks what ``/ws`` speaks, one wire per process: ``default`` (PROTOCOL.md),
+``netra`` (its "Variants real backends use" table) or ``ag-ui`` (AG-UI events); see
+:mod:`reference_backend.wires`. Every fault keeps its meaning on every wire.
+
 It shares no code with ``libraries/``: it is the thing under test, written from
 PROTOCOL.md on its own. Start it with ``python -m reference_backend --port 0``.
 """

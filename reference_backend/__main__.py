@@ -1,9 +1,9 @@
 """Command line: ``python -m reference_backend --port 0 [options]``.
 
 Prints ``reference backend listening on http://<host>:<port>`` on stdout once
-serving, logs connections and runs to stderr, exits 0 on SIGTERM/SIGINT and 2
-on a bad option (including an unknown fault name). See ``--help`` and
-:mod:`reference_backend.config` for the environment variables.
+serving, logs connections and runs to stderr, exits 0 on SIGTERM/SIGINT and 2 on a
+bad option (an unknown fault or wire name, a heartbeat on a wire without one). See
+``--help`` and :mod:`reference_backend.config` for the environment variables.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ import signal
 import sys
 
 from .config import (
+    DEFAULT_NETRA_HEARTBEAT,
     DEFAULT_SLOW_FIRST_DELAY,
     DEFAULT_THINK_DELAY,
     DEFAULT_TOOLS,
     DEV_JWT_SECRET,
     DEV_SIMULATION_KEY,
+    WIRES,
     BackendConfig,
     env_defaults,
 )
-from .faults import FAULTS, parse_faults
+from .faults import help_text as fault_help_text
+from .faults import parse_faults
 
 
 def _non_negative(kind):
@@ -49,23 +52,29 @@ def _fault_name(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fault_help = "\n".join(f"  {name:<27} {rule}" for name, rule in FAULTS.items())
     parser = argparse.ArgumentParser(
         prog="python -m reference_backend",
         description="Reference agent chat backend (PROTOCOL.md) with fault modes for testing the suites.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="fault modes (each breaks one rule):\n" + fault_help + "\n\n"
+        epilog="fault modes (each breaks one rule; its effect per wire below it):\n" + fault_help_text() + "\n\n"
         "environment: E2E_JWT_SECRET, E2E_OAUTH_SIMULATION_KEY (dev defaults when unset),\n"
         "REFERENCE_BACKEND_THINK_DELAY, REFERENCE_BACKEND_TOOLS, REFERENCE_BACKEND_FAULTS (comma-separated),\n"
-        "REFERENCE_BACKEND_SLOW_FIRST_DELAY; options override them.",
+        "REFERENCE_BACKEND_SLOW_FIRST_DELAY, REFERENCE_BACKEND_WIRE, REFERENCE_BACKEND_HEARTBEAT;\n"
+        "options override them.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=_non_negative(int), default=0,
                         help="port to bind; 0 picks a free one (default 0)")
+    parser.add_argument("--wire", choices=WIRES,
+                        help="what /ws speaks: default (PROTOCOL.md), netra (its variants table), "
+                             "ag-ui (AG-UI events) (default: default)")
     parser.add_argument("--think-delay", type=_non_negative(float), metavar="SECONDS",
                         help=f"delay between a run's events (default {DEFAULT_THINK_DELAY})")
     parser.add_argument("--tools", type=_non_negative(int), metavar="N",
                         help=f"tool calls per run (default {DEFAULT_TOOLS})")
+    parser.add_argument("--heartbeat", type=_non_negative(float), metavar="SECONDS",
+                        help=f"netra wire: send {{\"type\": \"ping\"}} every SECONDS and close 1008 after 3 "
+                             f"unanswered (default {DEFAULT_NETRA_HEARTBEAT:g}; 0 = no heartbeat)")
     parser.add_argument("--fault", action="append", type=_fault_name, metavar="NAME",
                         help="enable a fault mode (repeatable); replaces REFERENCE_BACKEND_FAULTS")
     parser.add_argument("--slow-first-delay", type=_non_negative(float), metavar="SECONDS",
@@ -86,12 +95,26 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         try:
             return _non_negative(kind)(env[env_key])
         except argparse.ArgumentTypeError as exc:
-            parser.error(f"environment {env_key.upper()}: {exc}")
+            parser.error(f"environment {_env_name(env_key)}: {exc}")
+
+    def text(option, env_key):
+        return option if option is not None else env[env_key]
 
     try:
         faults = parse_faults(args.fault if args.fault else (env["faults"] or "").split(","))
     except ValueError as exc:
         parser.error(f"REFERENCE_BACKEND_FAULTS: {exc}")
+
+    wire = text(args.wire, "wire") or "default"
+    if wire not in WIRES:
+        parser.error(f"environment REFERENCE_BACKEND_WIRE: {wire!r} is not one of {', '.join(WIRES)}")
+    heartbeat = pick(args.heartbeat, "heartbeat", float, None)
+    if wire == "netra":
+        heartbeat = DEFAULT_NETRA_HEARTBEAT if heartbeat is None else heartbeat
+    elif heartbeat:
+        source = "--heartbeat" if args.heartbeat is not None else "environment REFERENCE_BACKEND_HEARTBEAT"
+        parser.error(f"{source} {heartbeat:g}: only the netra wire has a server heartbeat (the wire is {wire})")
+
     return BackendConfig(
         jwt_secret=env["jwt_secret"] or DEV_JWT_SECRET,
         simulation_key=env["simulation_key"] or DEV_SIMULATION_KEY,
@@ -99,7 +122,14 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         tools=pick(args.tools, "tools", int, DEFAULT_TOOLS),
         faults=faults,
         slow_first_delay=pick(args.slow_first_delay, "slow_first_delay", float, DEFAULT_SLOW_FIRST_DELAY),
+        wire=wire,
+        heartbeat=heartbeat or 0.0,
     )
+
+
+def _env_name(env_key: str) -> str:
+    return {"jwt_secret": "E2E_JWT_SECRET", "simulation_key": "E2E_OAUTH_SIMULATION_KEY"}.get(
+        env_key, "REFERENCE_BACKEND_" + env_key.upper())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if config.jwt_secret == DEV_JWT_SECRET or config.simulation_key == DEV_SIMULATION_KEY:
         log.info("using development secrets (set E2E_JWT_SECRET / E2E_OAUTH_SIMULATION_KEY for shared use)")
     log.info(
-        "think_delay=%ss tools=%d faults=%s",
+        "wire=%s think_delay=%ss tools=%d faults=%s heartbeat=%s",
+        config.wire,
         config.think_delay,
         config.tools,
         ",".join(sorted(config.faults)) or "none",
+        f"{config.heartbeat:g}s" if config.heartbeat else "off",
     )
 
     from .app import create_asgi_app  # imported late so --help and option errors stay fast

@@ -2,7 +2,8 @@
 
 ``/api/*`` requires ``Authorization: Bearer <valid token>`` (401 otherwise);
 ``/health`` and ``/auth/*`` are open. Discovery URLs are built from the
-request's own host and port, so they are right for whatever port was bound.
+request's own host and port, so they are right for whatever port was bound. The HTTP endpoints are the same on every wire
+but for the e2e auth service's key header and answer, which the wire names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from . import faults as f
 from .auth import InvalidToken, bearer_token, issue_token, simulation_key_ok, verify_token
 from .config import TOOL_NAMES, BackendConfig
 from .connections import ConnectionRegistry
+from .runs import Runner
+from .scenarios import Player
+from .wires import create_wire
 from .ws import AgentWebSocket
 
 MCP_SERVER_NAME = "reference-tools"
@@ -27,6 +31,7 @@ def create_app(config: BackendConfig) -> FastAPI:
     # Every endpoint is async: sync ones would hop to a thread pool for no gain.
     app = FastAPI(title="Reference agent backend", version=__version__)
     registry = ConnectionRegistry()
+    wire = create_wire(config)
     started = time.time()
 
     def health() -> JSONResponse:
@@ -66,7 +71,7 @@ def create_app(config: BackendConfig) -> FastAPI:
         return {
             "services": {
                 "backend": {"url": base, "health": base + "/health"},
-                "websocket": {"url": ws_base + "/ws", "subprotocol": "jwt-auth"},
+                "websocket": {"url": ws_base + "/ws", "subprotocol": "jwt-auth", "wire": wire.name},
                 "auth": {"url": base, "health": base + "/auth/health"},
             }
         }
@@ -87,11 +92,9 @@ def create_app(config: BackendConfig) -> FastAPI:
         return {"status": "healthy", "service": "reference-auth"}
 
     @app.post("/auth/e2e/test-auth")
-    async def e2e_test_auth(
-        request: Request, simulation_key: str | None = Header(default=None, alias="X-E2E-OAuth-Simulation-Key")
-    ) -> JSONResponse:
+    async def e2e_test_auth(request: Request) -> JSONResponse:
         # Key first: a caller without the key learns nothing about the body rules.
-        if not simulation_key_ok(simulation_key, config):
+        if not simulation_key_ok(request.headers.get(wire.simulation_key_header), config):
             return JSONResponse({"detail": "invalid or missing simulation key"}, status_code=401)
         try:
             body = await request.json()
@@ -101,10 +104,11 @@ def create_app(config: BackendConfig) -> FastAPI:
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(email, str) or "@" not in email or (name is not None and not isinstance(name, str)):
             return JSONResponse({"detail": "body must be {\"email\": <address>, \"name\": <string>}"}, status_code=400)
-        token = issue_token(email, name, config)
-        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": config.token_ttl})
+        token, claims = issue_token(email, name, config)
+        return JSONResponse(wire.test_auth_body(token, claims))
 
-    agent_ws = AgentWebSocket(config, registry)
+    player = Player(config.think_delay, config.tools)
+    agent_ws = AgentWebSocket(config, registry, wire, Runner(config, registry, wire, player))
     app.router.add_websocket_route("/ws", agent_ws)
     app.state.agent_websocket = agent_ws
     return app

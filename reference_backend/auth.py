@@ -39,20 +39,21 @@ def verify_token(token: str, config: BackendConfig) -> dict:
     return claims
 
 
-def issue_token(email: str, name: str | None, config: BackendConfig) -> str:
-    """Sign an access token for the e2e auth service; the same email always gets the same ``sub``."""
+def issue_token(email: str, name: str | None, config: BackendConfig, token_type: str = "access",
+                ttl: int | None = None) -> tuple[str, dict]:
+    """Sign a token for the e2e auth service: (token, claims); the same email always gets the same ``sub``."""
     now = int(time.time())
     claims = {
         # Deterministic id, so one email is one user across logins.
         "sub": "user_" + hashlib.sha256(email.lower().encode()).hexdigest()[:16],
         "email": email,
         "iat": now,
-        "exp": now + config.token_ttl,
-        "type": "access",
+        "exp": now + (config.token_ttl if ttl is None else ttl),
+        "type": token_type,
     }
     if name:
         claims["name"] = name
-    return jwt.encode(claims, config.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, config.jwt_secret, algorithm="HS256"), claims
 
 
 def simulation_key_ok(provided: str | None, config: BackendConfig) -> bool:
@@ -77,6 +78,11 @@ def websocket_token(scope: dict) -> str | None:
     for proto in scope.get("subprotocols") or ():
         if proto.startswith(SUBPROTOCOL_TOKEN_PREFIX):
             return proto[len(SUBPROTOCOL_TOKEN_PREFIX):]
+    return header_or_query_token(scope)
+
+
+def header_or_query_token(scope: dict) -> str | None:
+    """The token of an upgrade's ``Authorization: Bearer`` header, else of its ``?token=``."""
     for key, value in scope.get("headers") or ():
         if key == b"authorization":
             token = bearer_token(value.decode("latin-1"))

@@ -13,6 +13,8 @@ Environment variables (the command line overrides each one):
 ``REFERENCE_BACKEND_TOOLS``          tool calls per run (default 1, 0 allowed)
 ``REFERENCE_BACKEND_FAULTS``         comma-separated fault names (default none)
 ``REFERENCE_BACKEND_SLOW_FIRST_DELAY``  delay of the first event under ``slow-first-event`` (default 3.0)
+``REFERENCE_BACKEND_WIRE``           ``default``, ``netra`` or ``ag-ui`` (default ``default``)
+``REFERENCE_BACKEND_HEARTBEAT``      seconds between server pings, netra wire only (default 25, 0 = off)
 ===================================  ===========================================
 """
 
@@ -29,6 +31,9 @@ DEV_SIMULATION_KEY = "reference-backend-dev-simulation-key"
 DEFAULT_THINK_DELAY = 0.02
 DEFAULT_TOOLS = 1
 DEFAULT_SLOW_FIRST_DELAY = 3.0
+WIRES = ("default", "netra", "ag-ui")
+#: Seconds between server pings on the netra wire (that backend pings every 20-25 s).
+DEFAULT_NETRA_HEARTBEAT = 25.0
 TOKEN_TTL_SECONDS = 3600
 
 #: Tool names a run calls, cycling when a run has more tools than names.
@@ -46,6 +51,8 @@ class BackendConfig:
     faults: frozenset[str] = field(default_factory=frozenset)
     slow_first_delay: float = DEFAULT_SLOW_FIRST_DELAY
     token_ttl: int = TOKEN_TTL_SECONDS
+    wire: str = "default"
+    heartbeat: float = 0.0                    # seconds between server pings; 0 = none
 
     def has(self, fault: str) -> bool:
         return fault in self.faults
@@ -60,5 +67,7 @@ def env_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, str | Non
         "tools": "REFERENCE_BACKEND_TOOLS",
         "faults": "REFERENCE_BACKEND_FAULTS",
         "slow_first_delay": "REFERENCE_BACKEND_SLOW_FIRST_DELAY",
+        "wire": "REFERENCE_BACKEND_WIRE",
+        "heartbeat": "REFERENCE_BACKEND_HEARTBEAT",
     }
     return {key: (environ.get(var) or None) for key, var in names.items()}

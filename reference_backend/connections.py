@@ -20,13 +20,14 @@ _LEAK_SEARCH_LIMIT = 64
 class Connection:
     """One accepted WebSocket: its ids, its run tasks, and a send that never interleaves."""
 
-    __slots__ = ("id", "user_id", "runs", "closed", "_send", "_lock")
+    __slots__ = ("id", "user_id", "runs", "closed", "heartbeat", "_send", "_lock")
 
     def __init__(self, user_id: str, send: AsgiSend) -> None:
         self.id = "ws_" + secrets.token_hex(8)
         self.user_id = user_id
         self.runs: set[asyncio.Task] = set()
         self.closed = False
+        self.heartbeat = None  # the wire's Heartbeat, on wires whose server pings
         self._send = send
         self._lock = asyncio.Lock()
 
@@ -44,14 +45,14 @@ class Connection:
                 return False
         return True
 
-    async def close(self, code: int) -> None:
-        """Close from the server side (used by the close-mid-run fault)."""
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close from the server side (the close-mid-run fault, a heartbeat timeout)."""
         async with self._lock:
             if self.closed:
                 return
             self.closed = True
             try:
-                await self._send({"type": "websocket.close", "code": code})
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
             except Exception:
                 pass
 

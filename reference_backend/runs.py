@@ -1,33 +1,32 @@
-"""Agent runs: the planned event sequence and the task that streams it to one connection.
+"""Agent runs: play the run for a message, render it for the wire, apply the faults, send it.
 
-A correct run is ``agent_started``, ``agent_thinking``, then per tool call
-``tool_executing`` + ``tool_completed``, another ``agent_thinking``, and
-``agent_completed``: ``4 + 2 * tools`` events, ``think_delay`` seconds apart,
-the first one sent at once. Every event carries the request's ``run_id`` and
-``thread_id`` and the connection's ``user_id``.
+What a run does comes from :mod:`reference_backend.scenarios` (the built-in default,
+or a scripted scenario); how it looks on the socket from the wire; each frame waits
+its delay, gets its timestamp and goes out, the first one at once. Under ``leak`` each
+frame is also sent to another user's connection; under ``close-mid-run`` the socket is
+closed (1011) after the second frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
-import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import faults as f
-from .config import TOOL_NAMES, BackendConfig
+from .config import BackendConfig
 from .connections import Connection, ConnectionRegistry
+
+if TYPE_CHECKING:
+    from .scenarios import Player
+    from .wires.base import Wire
 
 log = logging.getLogger("reference_backend.runs")
 
-AGENT_NAME = "reference_agent"
 
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What one ``user_message`` asked for."""
+class RunRequest(NamedTuple):
+    """What one client message asked for."""
 
     content: str
     thread_id: str
@@ -42,79 +41,68 @@ def new_run_id() -> str:
     return "run_" + secrets.token_hex(8)
 
 
-def plan_steps(content: str, tools: int, think_delay: float) -> list[f.Step]:
-    """The ``(event_type, data)`` steps of a correct run."""
-    preview = content[:80]
-    steps: list[f.Step] = [
-        ("agent_started", {"agent_name": AGENT_NAME}),
-        ("agent_thinking", {"thought": f"Planning an answer to: {preview}"}),
-    ]
-    for i in range(tools):
-        name = TOOL_NAMES[i % len(TOOL_NAMES)]
-        steps.append(("tool_executing", {"tool_name": name, "parameters": {"query": preview, "call": i + 1}}))
-        steps.append(
-            (
-                "tool_completed",
-                {
-                    "tool_name": name,
-                    "result": {"summary": f"{name} result {i + 1} for: {preview}"},
-                    # The think delay is the time between the two events, i.e. the call's duration.
-                    "duration_ms": round(think_delay * 1000, 3),
-                },
+class Runner:
+    """Starts and streams the runs of every connection of one process."""
+
+    def __init__(self, config: BackendConfig, registry: ConnectionRegistry, wire: Wire, player: Player) -> None:
+        self.config = config
+        self.registry = registry
+        self.wire = wire
+        self.player = player
+
+    def start(self, conn: Connection, request: RunRequest) -> None:
+        """Stream a run as a task of ``conn`` (cancelled when it closes)."""
+        task = asyncio.create_task(self.stream(conn, request))
+        conn.runs.add(task)
+        task.add_done_callback(conn.runs.discard)
+
+    async def stream(self, conn: Connection, request: RunRequest) -> None:
+        """Send one run's frames to ``conn`` (and, under ``leak``, to another connection too)."""
+        config = self.config
+        stamp = self.wire.stamp
+        leak = config.has(f.LEAK)
+        close_mid_run = config.has(f.CLOSE_MID_RUN)
+        scenario = "?"
+        sent = 0
+        outcome = "all sent"
+        try:
+            scenario, beats = self.player.play(request.content, conn.user_id, request.thread_id)
+            frames = self.wire.renderer(request, conn.user_id).render(beats)
+            frames = f.apply_sequence_faults(frames, config.faults)
+            for index, frame in enumerate(frames):
+                if index == 0:
+                    if config.has(f.SLOW_FIRST_EVENT):
+                        await asyncio.sleep(config.slow_first_delay)
+                elif frame.delay > 0:
+                    await asyncio.sleep(frame.delay)
+                text = frame.head + stamp() + frame.tail
+                if not await conn.send_text(text):
+                    outcome = "connection closed"
+                    break
+                sent += 1
+                if leak:
+                    target = self.registry.leak_target(conn)
+                    if target is not None:
+                        await target.send_text(text)
+                if close_mid_run and sent == 2:
+                    outcome = "closed mid-run (fault)"
+                    await conn.close(1011)
+                    break
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:  # a bug here must show in the log, not as an unretrieved task error
+            outcome = "crashed"
+            log.exception("run %s crashed", request.run_id)
+        finally:
+            log.info(
+                "run %s thread %s conn %s user %s scenario %s: %d event(s) sent, %s%s",
+                request.run_id,
+                request.thread_id,
+                conn.id,
+                conn.user_id,
+                scenario,
+                sent,
+                outcome,
+                f" faults={','.join(sorted(config.faults))}" if config.faults else "",
             )
-        )
-    steps.append(("agent_thinking", {"thought": f"Composing the answer from {tools} tool result(s)"}))
-    steps.append(("agent_completed", {"result": f"Reference answer to: {preview}"}))
-    return steps
-
-
-async def stream_run(
-    conn: Connection, request: RunRequest, config: BackendConfig, registry: ConnectionRegistry
-) -> None:
-    """Send one run's events to ``conn`` (and, under ``leak``, to another connection too)."""
-    steps = f.apply_sequence_faults(plan_steps(request.content, config.tools, config.think_delay), config.faults)
-    run_id = new_run_id() if config.has(f.WRONG_RUN_ID) else request.run_id
-    # The envelope's fixed part, serialized once; each event adds type, timestamp and data.
-    ids = json.dumps({"run_id": run_id, "thread_id": request.thread_id, "user_id": conn.user_id})[1:-1]
-    leak = config.has(f.LEAK)
-    close_mid_run = config.has(f.CLOSE_MID_RUN)
-    delay = config.think_delay
-    sent = 0
-    outcome = "all sent"
-    try:
-        for index, (event_type, data) in enumerate(steps):
-            if index == 0:
-                if config.has(f.SLOW_FIRST_EVENT):
-                    await asyncio.sleep(config.slow_first_delay)
-            elif delay > 0:
-                await asyncio.sleep(delay)
-            text = f'{{"type":"{event_type}",{ids},"timestamp":{time.time()!r},"data":{json.dumps(data)}}}'
-            if not await conn.send_text(text):
-                outcome = "connection closed"
-                break
-            sent += 1
-            if leak:
-                target = registry.leak_target(conn)
-                if target is not None:
-                    await target.send_text(text)
-            if close_mid_run and sent == 2:
-                outcome = "closed mid-run (fault)"
-                await conn.close(1011)
-                break
-    except asyncio.CancelledError:
-        outcome = "cancelled"
-        raise
-    except Exception:  # a bug here must show in the log, not as an unretrieved task error
-        outcome = "crashed"
-        log.exception("run %s crashed", request.run_id)
-    finally:
-        log.info(
-            "run %s thread %s conn %s user %s: %d event(s) sent, %s%s",
-            request.run_id,
-            request.thread_id,
-            conn.id,
-            conn.user_id,
-            sent,
-            outcome,
-            f" faults={','.join(sorted(config.faults))}" if config.faults else "",
-        )

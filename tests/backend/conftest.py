@@ -33,3 +33,15 @@ def start_server(tmp_path_factory):
 def server(start_server) -> BackendServer:
     """The shared fault-free backend: 1 tool, small think delay."""
     return start_server("--think-delay", str(FAST_DELAY), "--tools", "1")
+
+
+@pytest.fixture(scope="session")
+def netra(start_server) -> BackendServer:
+    """The shared fault-free backend on the netra wire (heartbeat at its default 25 s)."""
+    return start_server("--wire", "netra", "--think-delay", str(FAST_DELAY), "--tools", "1")
+
+
+@pytest.fixture(scope="session")
+def agui(start_server) -> BackendServer:
+    """The shared fault-free backend on the ag-ui wire."""
+    return start_server("--wire", "ag-ui", "--think-delay", str(FAST_DELAY), "--tools", "1")

@@ -102,3 +102,31 @@ def test_stop_closes_open_connections_and_logs_to_the_end(start_server):
     stderr = srv.stderr()
     assert "shutting down: 1 connection(s) open" in stderr, stderr
     assert stderr.rstrip().endswith("reference_backend: stopped"), stderr[-500:]
+
+
+def test_unknown_wire_exits_2_naming_the_value_and_the_valid_names():
+    import os
+
+    result = _run_cli("--wire", "soap")
+    assert result.returncode == 2 and "soap" in result.stderr and "ag-ui" in result.stderr
+    result = _run_cli(env=dict(os.environ, REFERENCE_BACKEND_WIRE="soap"))
+    assert result.returncode == 2
+    assert "REFERENCE_BACKEND_WIRE" in result.stderr and "'soap'" in result.stderr and "netra" in result.stderr
+
+
+@pytest.mark.parametrize("wire", ["default", "ag-ui"])
+def test_a_heartbeat_on_a_wire_without_one_exits_2(wire):
+    result = _run_cli("--wire", wire, "--heartbeat", "5")
+    assert result.returncode == 2
+    assert "--heartbeat 5" in result.stderr and "netra" in result.stderr and wire in result.stderr
+
+
+def test_the_wire_comes_from_the_environment(start_server):
+    from backend_helpers import connect, make_token
+
+    srv = start_server(env={"REFERENCE_BACKEND_WIRE": "netra"})
+    ws = connect(srv, make_token("user_env_wire"), "header")
+    try:
+        assert recv_json(ws)["type"] == "connection_established"
+    finally:
+        ws.close()
