@@ -95,7 +95,8 @@ def test_run_streams_tool_call_result_and_answer(server, make_token, transcript)
 
     call = next(e for e in events if e["type"] == "TOOL_CALL_START")
     assert call["toolCallName"] == "get_weather"
-    args = "".join(e["delta"] for e in events if e["type"] == "TOOL_CALL_ARGS" and e["toolCallId"] == call["toolCallId"])
+    args = "".join(e["delta"] for e in events
+                   if e["type"] == "TOOL_CALL_ARGS" and e["toolCallId"] == call["toolCallId"])
     assert json.loads(args) == {"city": "Lyon"}
     result = next(e for e in events if e["type"] == "TOOL_CALL_RESULT")
     assert result["toolCallId"] == call["toolCallId"] and result["content"] == "18°C and sunny in Lyon"

@@ -215,6 +215,7 @@ def index_unreachable(requirements_file: Path) -> str | None:
     if not hits:
         return None
     evidence = next((ln.strip() for ln in output.splitlines() if any(h.lower() in ln.lower() for h in hits)), hits[0])
+    evidence = re.sub(r"^WARNING: Retrying \(Retry\(.*?\)\) after connection broken by ", "", evidence)
     return f"the package index cannot be reached (pip download {pin}: {evidence[:300]})"
 
 
@@ -233,7 +234,8 @@ def _exclusive(lock_path: Path, deadline_s: float):
                 break
             except BlockingIOError:
                 if time.monotonic() - started > deadline_s:
-                    raise VenvBuildError(f"another process held {lock_path} for more than {deadline_s:.0f} s")
+                    raise VenvBuildError(
+                        f"another process held {lock_path} for more than {deadline_s:.0f} s") from None
                 time.sleep(0.2)  # polling a lock another process holds; no event to wait on
         yield time.monotonic() - started
     finally:

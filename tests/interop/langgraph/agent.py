@@ -19,6 +19,7 @@ chunk, because the server's event stream bridges ``_stream``; the model never sl
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ class ScriptedChatModel(BaseChatModel):
             yield _chunk(content=[{"type": "reasoning", "reasoning": piece, "index": 0}])
         yield _chunk(content=[{"type": "text", "text": f"Checking the weather in {city}.", "index": 1}])
         call_id = f"call_{uuid.uuid4().hex[:12]}"
-        args = '{"city": "%s"}' % city
+        args = json.dumps({"city": city})
         half = len(args) // 2
         yield _chunk(tool_call_chunks=[{"name": TOOL_NAME, "args": args[:half], "id": call_id, "index": 2}])
         yield _chunk(tool_call_chunks=[{"name": None, "args": args[half:], "id": None, "index": 2}])
