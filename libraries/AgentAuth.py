@@ -18,9 +18,10 @@ from robot.api.deco import keyword, library
 from robot.api.types import Secret
 
 from agentkit import target as targets
-from agentkit.assertions import verify
 from agentkit import tokens
-from agentkit.masking import as_secret, mask, reveal
+from agentkit.assertions import verify
+from agentkit.transports.http import HttpFailure
+from agentkit.wire.masking import REDACTOR, as_secret, install_log_filter, mask, redact, reveal
 
 
 def _secs(value: timedelta) -> float:
@@ -40,10 +41,13 @@ class AgentAuth:
     and optional ``permissions``. HS256 by default; RS256/ES256 with a private key file.
     """
 
+    def __init__(self) -> None:
+        install_log_filter()
+
     def _secret(self, secret: Secret | str | None, algorithm: str) -> str | None:
         plain = reveal(secret)
         if plain is None and algorithm.startswith("HS"):
-            tgt = targets.current()
+            tgt = targets.require()
             plain = tgt.jwt_secret if tgt else None
             if not plain:
                 raise ValueError("No JWT secret: pass secret=... (a Secret) or resolve a target whose "
@@ -83,6 +87,22 @@ class AgentAuth:
             raise ValueError("user_id must be a non-empty string.")
         claims = tokens.build_claims(user_id, email, _secs(lifetime), permissions)
         return self._issue(claims, algorithm, secret, key_file, f"Created token for {user_id}")
+
+    @keyword
+    def get_token_for_user(self, user_id: str) -> Secret:
+        """A valid access token for ``user_id`` from the target: signed with its JWT secret
+        when it has one (``E2E_JWT_SECRET``), else fetched from its auth service with the
+        simulation key (the token's ``sub`` is then the service's id for
+        ``<user_id>@e2e.test``). Returns a ``Secret``.
+
+        Example:
+        | ${token}=    Get Token For User    alice
+        | Connect To Agent WebSocket    ${token}    alias=alice
+        """
+        tgt = targets.require()
+        if tgt.jwt_secret:
+            return self.create_test_token(user_id)
+        return self.get_token_from_auth_service(f"{user_id}@e2e.test")
 
     @keyword
     def create_expired_token(self, user_id: str, expired_for: timedelta = timedelta(minutes=5),
@@ -142,22 +162,34 @@ class AgentAuth:
     def get_token_from_auth_service(self, email: str, name: str | None = None, auth_url: str | None = None,
                                     simulation_key: Secret | str | None = None, header: str | None = None,
                                     timeout: timedelta = timedelta(seconds=10)) -> Secret:
-        """Gets an access token from ``POST /auth/e2e/test-auth`` with the simulation key.
+        """Gets an access token from the auth service's test-auth endpoint with the simulation key.
 
-        ``auth_url``, ``simulation_key`` and ``header`` default to the target's
-        (``E2E_AUTH_URL``, ``E2E_OAUTH_SIMULATION_KEY``, ``X-E2E-OAuth-Simulation-Key``).
-        Fails unless the answer is 200 with an ``access_token``.
+        | =Argument= | =Meaning= |
+        | ``email`` | The user's email address; the service derives the user from it. |
+        | ``name`` | Display name; default the part of ``email`` before ``@``. |
+        | ``auth_url`` | Default: the target's ``E2E_AUTH_URL``. |
+        | ``simulation_key`` | Default: the target's ``E2E_OAUTH_SIMULATION_KEY``. |
+        | ``header`` | Default: the dialect's (``X-E2E-OAuth-Simulation-Key``; ``X-E2E-Bypass-Key`` for ``netra``) or ``E2E_SIMULATION_KEY_HEADER``. |
+        | ``timeout`` | Seconds to wait for the answer, e.g. ``10s``. |
+
+        Fails unless the answer is 200 with a token; skips, saying why, when the target
+        has no auth service. Every token in the answer is masked wherever it appears.
 
         Example:
         | ${token}=    Get Token From Auth Service    qa@example.com
         """
         status, body, url = self._post_test_auth(email, name, auth_url, simulation_key, header, _secs(timeout))
         if status != 200:
-            raise AssertionError(f"Expected 200 with an access token from {url}, got HTTP {status}: {str(body)[:200]}")
-        token = body.get("access_token") if isinstance(body, dict) else None
+            raise AssertionError(redact(f"Expected 200 with an access token from {url}, got HTTP {status}: {str(body)[:200]}"))
+        tgt = targets.current()
+        field = tgt.dialect.auth_service.get("token_field", "access_token") if tgt else "access_token"
+        token = body.get(field) if isinstance(body, dict) else None
         if not token:
-            raise AssertionError(f"Auth service {url} answered 200 without access_token: keys {sorted(body or {})}")
-        logger.info(f"Got token {mask(token)} for {email} from {url} (expires_in {body.get('expires_in')})")
+            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+            raise AssertionError(f"Auth service {url} answered 200 without {field}: keys {keys}")
+        REDACTOR.add(token)
+        logger.info(f"Got token {mask(token)} for {email} from {url} (expires_in "
+                    f"{body.get('expires_in') if isinstance(body, dict) else None})")
         return as_secret(token)
 
     @keyword
@@ -167,6 +199,7 @@ class AgentAuth:
         """Posts to the test-auth endpoint with a wrong (or ``None``: no) key; it must be refused.
 
         ``expected_status`` defaults to ``[401, 403]``. A 200 fails: the key was accepted.
+        Skips, saying why, when the target has no auth service.
 
         Example:
         | Auth Service Should Refuse Simulation Key    wrong-key
@@ -175,32 +208,31 @@ class AgentAuth:
         status, body, url = self._post_test_auth(email, None, auth_url, simulation_key, header, 10.0,
                                                  send_key=simulation_key is not None)
         if status not in expected:
-            raise AssertionError(f"Expected {url} to refuse the simulation key {mask(simulation_key, keep=0)} with HTTP "
-                                 f"{'/'.join(map(str, expected))}, got HTTP {status}"
-                                 + (": the key was ACCEPTED and a token issued" if status == 200 else f": {str(body)[:200]}"))
+            raise AssertionError(redact(f"Expected {url} to refuse the simulation key {mask(simulation_key, keep=0)} "
+                                        f"with HTTP {'/'.join(map(str, expected))}, got HTTP {status}"
+                                        + (": the key was ACCEPTED and a token issued" if status == 200
+                                           else f": {str(body)[:200]}")))
         return status
 
     def _post_test_auth(self, email, name, auth_url, key, header, timeout, send_key=True):
-        tgt = targets.current()
-        base = auth_url or (tgt.auth_url if tgt else None)
-        if not base:
-            raise ValueError("No auth service URL: pass auth_url=... or resolve a target whose E2E_AUTH_URL is set.")
+        tgt = targets.require() if auth_url is None else targets.current()
+        if auth_url is None and not tgt.has_auth_service:
+            from robot.api import SkipExecution
+
+            raise SkipExecution(f"target '{tgt.profile}' has no auth service ("
+                                + ("E2E_AUTH_URL is not set" if tgt.auth_service else
+                                   f"dialect '{tgt.dialect.name}' has none") + ")")
         plain_key = reveal(key) if key is not None else (tgt.simulation_key if tgt and send_key else None)
         if send_key and not plain_key:
             raise ValueError("No simulation key: pass simulation_key=... or set E2E_OAUTH_SIMULATION_KEY.")
-        header = header or (tgt.simulation_key_header if tgt else "X-E2E-OAuth-Simulation-Key")
         try:
-            status, body, url = tokens.request_test_token(base, email, plain_key if send_key else None, header,
-                                                          name, timeout)
-        except tokens.AuthServiceError as err:
+            status, body, url = tokens.request_test_token(tgt, email, plain_key if send_key else None, header,
+                                                          name, timeout, auth_url=auth_url)
+        except HttpFailure as err:
             raise AssertionError(str(err)) from None
-        shown = dict(body) if isinstance(body, dict) else body
-        if isinstance(shown, dict):
-            for field in ("access_token", "refresh_token"):
-                if field in shown:
-                    shown[field] = mask(shown[field])
-        logger.info(f"POST {url} with {header}: {mask(plain_key, keep=0) if send_key else '(no key)'} -> "
-                    f"HTTP {status} {str(shown)[:300]}")
+        used = header or (tgt.key_header if tgt else "X-E2E-OAuth-Simulation-Key")
+        logger.info(redact(f"POST {url} with {used}: {mask(plain_key, keep=0) if send_key else '(no key)'} -> "
+                           f"HTTP {status} {str(body)[:300]}"))
         return status, body, url
 
     @keyword

@@ -40,10 +40,10 @@ from robot.api import logger
 from robot.api.deco import library
 from robot.libraries.BuiltIn import BuiltIn, RobotNotRunningError
 
-from agentkit import summary as summaries
-from agentkit import summary_metrics as metrics
+from agentkit.report import summary as summaries
+from agentkit.report import metrics
 from agentkit import target as targets
-from agentkit.client import REGISTRY
+from agentkit.transports.threaded import REGISTRY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_CLI = PROJECT_ROOT / "tools" / "summary.py"
@@ -80,6 +80,7 @@ class _Scope:
         self.refusal_checks: list[dict] = []
         self.tokens: dict[str, int] = {}
         self.concurrency: list[dict] = []
+        self.repeated: list[dict] = []
 
 
 @library(scope="GLOBAL", auto_keywords=False)
@@ -222,6 +223,11 @@ class AgentReport:
             if isinstance(stats, dict):
                 scope.concurrency.append(metrics.plain(stats))
 
+    def record_repeated_runs(self, result: dict) -> None:
+        """Called by ``Run Prompt Repeatedly``: the pass rate and failing runs, for the summary."""
+        if self._owner and self._scope is not None:
+            self._scope.repeated.append(metrics.plain(result))
+
     # --- connections -------------------------------------------------------------
     def _track(self, conn) -> None:
         self._tracked.append([conn, 0, False])
@@ -250,7 +256,8 @@ class AgentReport:
                       "scope": scope.kind, "name": scope.name, "connections": connections,
                       "connect_failures": scope.connect_failures, "refusal_checks": scope.refusal_checks,
                       "tokens": scope.tokens, "runs": runs[: metrics.MAX_RUNS_PER_SCOPE],
-                      "concurrency": scope.concurrency, "rss_peak_mb": metrics.peak_rss_mb()}
+                      "concurrency": scope.concurrency, "repeated": scope.repeated,
+                      "rss_peak_mb": metrics.peak_rss_mb()}
             self._emit(record)
             if process or not self._process_logged:
                 self._emit(self._process_record())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentkit.process import BackendProcess
+from agentkit.transports.process import BackendProcess
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "libraries"))
 
-from agentkit import summary as summaries  # noqa: E402
+from agentkit.report import summary as summaries  # noqa: E402
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import requests
+
+from .transports import http
+from .transports.http import HttpFailure
+from .wire.masking import REDACTOR
+from .wire.paths import render
+from .wire.tls import TLSConfig
 
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256")
 
@@ -50,7 +55,9 @@ def encode(claims: dict[str, Any], algorithm: str = "HS256", secret: str | None 
            key_file: str | None = None) -> str:
     key = signing_key(algorithm, secret, key_file)
     try:
-        return jwt.encode(claims, key, algorithm=algorithm)
+        token = jwt.encode(claims, key, algorithm=algorithm)
+        REDACTOR.add(token)
+        return token
     except (ValueError, TypeError, jwt.PyJWTError) as err:
         source = f"key file '{key_file}'" if key_file else "the secret"
         raise TokenError(f"Cannot sign a {algorithm} token with {source}: {err}.") from None
@@ -61,26 +68,36 @@ def make_token(secret: str, user_id: str, lifetime: float = 3600.0, email: str |
     return encode(build_claims(user_id, email, lifetime), "HS256", secret)
 
 
-class AuthServiceError(ConnectionError):
-    """The auth service could not be reached."""
+AuthServiceError = HttpFailure
 
 
-def request_test_token(auth_url: str, email: str, simulation_key: str | None,
-                       header: str = "X-E2E-OAuth-Simulation-Key", name: str | None = None,
-                       timeout: float = 10.0, session: requests.Session | None = None) -> tuple[int, Any, str]:
-    """``POST <auth_url>/auth/e2e/test-auth``; returns ``(status, body, url)``.
+def request_test_token(target, email: str, simulation_key: str | None, header: str | None = None,
+                       name: str | None = None, timeout: float | None = None, auth_url: str | None = None,
+                       tls: TLSConfig | None = None) -> tuple[int, Any, str]:
+    """``POST`` the auth service's test-auth endpoint (the dialect's ``auth_service``:
+    path, key header, body); returns ``(status, body, url)``.
 
-    ``simulation_key=None`` sends no key header (for refusal checks). The body is the
-    parsed JSON, or the text when it is not JSON."""
-    url = auth_url.rstrip("/") + "/auth/e2e/test-auth"
+    ``target`` gives the defaults (``None`` for none). ``simulation_key=None`` sends no
+    key header (for refusal checks). The body is the parsed JSON, or the text when it is
+    not JSON; every token in it is remembered so it is masked wherever it appears. Raises
+    :class:`~agentkit.transports.http.HttpFailure` (a diagnosis) when no answer came."""
+    from .wire import dialect as dialects
+
+    service = (target.dialect if target is not None else dialects.current()).auth_service
+    base = auth_url or (target.auth_url if target is not None else None)
+    if not base:
+        raise ValueError("No auth service URL: pass auth_url=... or set E2E_AUTH_URL.")
+    url = base.rstrip("/") + service.get("path", "/auth/e2e/test-auth")
+    header = header or (target.key_header if target is not None else None) or \
+        service.get("simulation_key_header", "X-E2E-OAuth-Simulation-Key")
     headers = {header: simulation_key} if simulation_key else {}
-    try:
-        resp = (session or requests).post(url, json={"email": email, "name": name or email.split("@")[0]},
-                                          headers=headers, timeout=timeout)
-    except requests.RequestException as err:
-        raise AuthServiceError(f"Cannot reach the auth service at {url}: {err}") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = resp.text
-    return resp.status_code, body, url
+    REDACTOR.add(simulation_key, keep=0)
+    body_template = service.get("body", {"email": "{email}", "name": "{name}"})
+    body = render(body_template, {"email": email, "name": name or email.split("@")[0]})
+    answer = http.request("POST", url, tls=tls or (target.tls if target is not None else None), headers=headers,
+                          json=body, timeout=timeout or (target.connect_timeout if target is not None else 10.0),
+                          what=f"POST {url} (the auth service's test-auth endpoint)")
+    if isinstance(answer.body, dict):
+        for field in service.get("secret_fields", ["access_token", "refresh_token"]):
+            REDACTOR.add(answer.body.get(field) if isinstance(answer.body.get(field), str) else None)
+    return answer.status, answer.body, url

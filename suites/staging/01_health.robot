@@ -6,9 +6,10 @@ Test Tags           smoke    critical
 
 *** Test Cases ***
 Backend Health Endpoint Reports Healthy
-    The Backend Should Be Healthy    /health
+    The Backend Should Be Healthy
 
 Backend API Health Endpoint Reports Healthy
+    Target Should Support    agent_api
     ${token}=    A Token For User    health-user
     ${body}=    Get Agent Api    /api/health    ${token}
     Should Be Equal    ${body}[status]    healthy

@@ -31,6 +31,7 @@ MCP Servers Are Listed With Name And Status
 
 *** Keywords ***
 An API Token Is Ready
-    [Documentation]    A valid token for the API calls of this suite.
+    [Documentation]    A valid token for the API calls of this suite (the suite skips without an agent API).
+    Target Should Support    agent_api
     ${token}=    A Token For User    api-user
     VAR    ${API_TOKEN}    ${token}    scope=SUITE

@@ -1,5 +1,6 @@
 *** Settings ***
-Documentation       Each user sees only their own agent runs, also when many chat at once.
+Documentation       Each user sees only their own agent runs, also when many chat at once,
+...                 and a thread belongs to the user who started it.
 Resource            ../../resources/agent_chat.resource
 Test Tags           isolation    critical
 
@@ -15,3 +16,9 @@ Ten Users Chatting At Once See Only Their Own Events
     Users Are Connected    @{users}
     ${runs}=    Every User Sends A Chat Message    @{users}
     Every Run Should Complete Correctly And Privately    ${runs}
+
+A Thread Belongs To Its User
+    Target Should Support    thread_join
+    An Authenticated User Is Connected    thread-owner
+    ${intruder}=    A Token For User    thread-intruder
+    Thread Should Not Be Joinable By    ${intruder}    alias=thread-owner

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .summary_metrics import first_line
+from .metrics import first_line
 
 #: (key, label, meaning), in the order the summary lists them.
 CLASSES: tuple[tuple[str, str, str], ...] = (

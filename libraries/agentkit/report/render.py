@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .summary import Summary, esc, timeline_run, verdict_line
-from .summary_charts import connect_histogram, run_timeline, suite_bars
-from .summary_classify import CLASSES
+from .charts import connect_histogram, run_timeline, suite_bars
+from .classify import CLASSES
 
 COLOURS = {"pass": ("#e8f5e9", "#2e7d32"), "incomplete": ("#fff8e1", "#b26a00"),
            "fail": ("#ffebee", "#c62828"), "not-tested": ("#ffebee", "#8e0000")}

@@ -28,10 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import summary_metrics as metrics
-from .masking import mask
-from .stats import percentile
-from .summary_classify import CLASSES, RULE_NAMES, Cause, classify, classify_skip
+from . import metrics
+from ..wire.masking import mask
+from ..stats import percentile
+from .classify import CLASSES, RULE_NAMES, Cause, classify, classify_skip
 
 LIFECYCLE = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed", "agent_error")
 SECRET_WORDS = ("secret", "key", "password", "credential")
@@ -409,7 +409,7 @@ def timeline_run(summary: Summary) -> dict | None:
 def write(result: Any, records: list[dict] | None, out_dir: str | Path, source: str = "", note: str = "",
           name: str = "summary") -> Summary:
     """Builds the summary and writes ``<name>.html`` and ``<name>.md`` into ``out_dir``."""
-    from .summary_render import render_html, render_markdown
+    from .render import render_html, render_markdown
 
     summary = build(result, records, source=source, note=note)
     out = Path(out_dir)

@@ -28,6 +28,8 @@ from collections import Counter
 from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from ..wire.masking import redact
+
 PREFIX = "E2E-METRICS "
 VERSION = 1
 MAX_RUNS_PER_SCOPE = 200      # runs with their figures per test
@@ -95,71 +97,52 @@ def connection_record(conn: Any, frames: list | None = None, with_handshake: boo
     opened it) and what arrived in ``frames`` (default: every frame so far), by type."""
     everything = conn.snapshot()
     frames = everything if frames is None else frames
-    counts = Counter((e.type or "<not json>") for e in frames if e.kind != "close")
+    counts = Counter((e.type or ("<binary>" if e.binary else "<not json>")) for e in frames if e.kind != "close")
     record: dict[str, Any] = {"alias": conn.alias, "opened": with_handshake, "frames": sum(counts.values()),
-                              "events": dict(counts)}
+                              "events": dict(counts), "binary": sum(1 for e in frames if e.binary)}
     if with_handshake:
-        welcome = next((e for e in everything if e.kind != "close" and e.is_welcome), None)
+        welcome = conn.session.welcome
         hs = conn.handshake
         handshake_ms = _ms(hs.duration) if hs else None
         welcome_ms = _ms(welcome.received - conn.opened_at) if welcome is not None and conn.opened_at else None
         record.update({
             "url": mask_url(conn.spec.url),
             "user": conn.user_id,
-            "connection_id": welcome.field("connection_id") if welcome is not None else None,
+            "connection_id": conn.dialect.welcome_field(welcome.message, "connection_id") if welcome is not None else None,
             "status": hs.status if hs else None,
-            "subprotocol": hs.subprotocol if hs else None,
+            "subprotocol": redact(hs.subprotocol) if hs and hs.subprotocol else None,
             "handshake_ms": handshake_ms,
             "welcome_ms": welcome_ms,
-            "connect_ms": round(handshake_ms + welcome_ms, 2)
-            if handshake_ms is not None and welcome_ms is not None else None,
+            # Without a welcome (a dialect that has none), the connection is usable at the upgrade.
+            "connect_ms": (round(handshake_ms + welcome_ms, 2) if welcome_ms is not None else handshake_ms)
+            if handshake_ms is not None else None,
         })
     closed = conn.closed
     if closed is not None and closed in frames:
-        record["closed"] = f"code {closed.close_code}" + (f" ({closed.close_reason})" if closed.close_reason else "")
+        record["closed"] = f"code {closed.close_code}" + (f" ({closed.close_reason})" if closed.close_reason else "") \
+            + ("" if closed.closed_by == "server" else f" by the {closed.closed_by}")
     return record
-
-
-def _sent_index(conn: Any) -> list[tuple[float, str]]:
-    return list(getattr(conn, "sent", []) or [])
 
 
 def runs_of(conn: Any, start: int = 0, limit: int = MAX_RUNS_PER_SCOPE,
             timelines: int = MAX_TIMELINES_PER_SCOPE) -> list[dict]:
-    """The agent runs seen on a connection whose first event is at index ``start`` or
-    later: each run's events with times since its message.
-
-    A run is the agent events that carry one ``run_id``; its origin is the send time of
-    the message that named that run id (else the last message sent before its first
-    event)."""
-    by_run: dict[str, list] = {}
-    skip: set[str] = set()
-    for index, e in enumerate(conn.snapshot()):
-        if e.kind == "close" or not e.is_agent_event:
-            continue
-        rid = str(e.run_id) if e.run_id is not None else "<no run_id>"
-        if rid not in by_run and index < start:
-            skip.add(rid)
-        if rid in skip:
-            continue
-        by_run.setdefault(rid, []).append(e)
-    sent = _sent_index(conn)
+    """The agent runs started on a connection whose start was sent at frame index ``start``
+    or later: each run's events with times since its message."""
     out = []
-    for n, (rid, events) in enumerate(list(by_run.items())[:limit]):
-        origin = next((t for t, text in sent if rid in text), None)
-        if origin is None:
-            before = [t for t, _ in sent if t <= events[0].received]
-            origin = before[-1] if before else events[0].received
-        terminal = next((e for e in events if e.is_terminal), None)
+    runs = [r for r in conn.session.runs if r.log_index >= start]
+    for n, run in enumerate(runs[:limit]):
+        events = run.agent_events
+        terminal = run.terminal
         out.append({
-            "run_id": rid,
+            "run_id": str(run.run_id),
             "connection": conn.alias,
             "user": conn.user_id,
-            "ended": terminal.type if terminal is not None else "no terminal event",
-            "first_event_ms": _ms(events[0].received - origin),
-            "duration_ms": _ms(terminal.received - origin) if terminal is not None else None,
+            "ended": terminal.type if terminal is not None else f"no terminal event ({run.ended})",
+            "first_event_ms": _ms(run.rel(events[0])) if events else None,
+            "duration_ms": _ms(run.rel(terminal)) if terminal is not None else None,
             "count": len(events),
-            "events": [[_ms(e.received - origin), e.type, e.tool_name if e.role in ("tool_executing", "tool_completed")
+            "tools": [c.name for c in run.trajectory()],
+            "events": [[_ms(run.rel(e)), e.type, e.tool_name if e.role in ("tool_executing", "tool_completed")
                         else None] for e in events[:MAX_EVENTS_PER_RUN]] if n < timelines else [],
         })
     return out

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"listening on (http://\S+)")
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+READY = re.compile(r"listening on (https?://\S+)")
 _running: set["BackendProcess"] = set()
 _lock = threading.Lock()
 

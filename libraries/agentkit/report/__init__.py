@@ -1,0 +1,2 @@
+"""The stakeholder report: metrics recorded during the run -> classification of
+failures -> summary -> HTML and Markdown (with charts)."""
