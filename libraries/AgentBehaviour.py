@@ -423,7 +423,7 @@ class AgentBehaviour:
                                         f"for {prompt!r} judged by {judge}. Failing runs:\n{lines}"))
         return result
 
-    @keyword
+    @keyword("Send Follow-Up Message")
     def send_follow_up_message(self, previous: dict, content: str) -> dict:
         """Sends a follow-up turn in the thread of ``previous`` (a run handle from ``Send User
         Message``), on the same connection; returns the new run handle. The run carries that
