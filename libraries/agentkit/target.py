@@ -25,7 +25,8 @@ from .wire import dialect as dialects
 from .wire.masking import REDACTOR, mask
 from .wire.session import DEFAULT_GRACE
 from .wire.spec import AUTH_MODES, ConnectionSpec, SpecError, ws_base
-from .wire.tls import TLSConfig, probe
+from .transports.http import probe
+from .wire.tls import TLSConfig
 
 PROFILES = PROJECT_ROOT / "resources" / "profiles"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

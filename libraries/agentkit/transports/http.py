@@ -5,6 +5,7 @@ masked, and one diagnosis in the kit's words when the call fails before any answ
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..wire.masking import redact
-from ..wire.tls import TLSConfig, diagnose
+from ..wire.tls import TLSConfig, _reason, diagnose
 
 
 class HttpFailure(ConnectionError):
@@ -107,3 +108,20 @@ def _connection_reason(err: BaseException) -> str:
         if needle in text:
             return reason
     return "connection failed"
+
+
+def probe(url: str, tls: TLSConfig, timeout: float = 10.0) -> str | None:
+    """Check the server certificate of an ``https://``/``wss://`` URL once; ``None`` when it
+    verifies, else the diagnosis. Plain URLs and ``verify=False`` are not probed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "wss") or not tls.verify:
+        return None
+    port = parts.port or 443
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            with tls.ssl_context().wrap_socket(sock, server_hostname=parts.hostname):
+                return None
+    except ssl.SSLError as err:
+        return diagnose(err, url, tls)
+    except OSError as err:
+        return f"Cannot reach {parts.hostname}:{port} for its TLS check: {_reason(err)}."

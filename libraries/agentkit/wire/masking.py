@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import threading
 from typing import Any
 
 try:  # Robot Framework 7.4+
@@ -64,35 +63,31 @@ class Redactor:
     """Replaces every known secret (and every JWT-shaped string) in a text by its masked form."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._known: dict[str, str] = {}   # plain -> masked
-        self._pattern: re.Pattern | None = None
+        # Copy on write: readers (any thread) see one whole (known, pattern) pair, never a
+        # half-updated one, without a lock.
+        self._state: tuple[dict[str, str], re.Pattern | None] = ({}, None)
 
     def add(self, value: Any, keep: int = 4) -> None:
         """Remember a secret (``keep=0``: show not even a prefix) and its base64url form."""
         plain = reveal(value)
         if not plain or len(plain) < MIN_SECRET or _JWT.fullmatch(plain):
             return  # JWTs (and their base64url form) are masked by shape, known or not
-        with self._lock:
-            if plain in self._known:
-                return
-            masked = mask(plain, keep)
-            self._known[plain] = masked
-            self._known.setdefault(b64url(plain), f"base64url of {masked}")
-            self._pattern = None
+        known = self._state[0]
+        if plain in known:
+            return
+        masked = mask(plain, keep)
+        added = dict(known)
+        added[plain] = masked
+        added.setdefault(b64url(plain), f"base64url of {masked}")
+        # Longest first, so a token wins over a secret that happens to be inside it.
+        ordered = sorted(added, key=len, reverse=True)
+        self._state = (added, re.compile("|".join(map(re.escape, ordered))))
 
     def redact(self, text: Any) -> Any:
         """``text`` with every secret masked; non-strings are returned unchanged."""
         if not isinstance(text, str) or not text:
             return text
-        pattern = self._pattern
-        known = self._known
-        if pattern is None and known:
-            with self._lock:
-                # Longest first, so a token wins over a secret that happens to be inside it.
-                ordered = sorted(self._known, key=len, reverse=True)
-                pattern = self._pattern = re.compile("|".join(map(re.escape, ordered)))
-                known = self._known
+        known, pattern = self._state
         if pattern is not None:
             text = pattern.sub(lambda m: known.get(m.group(0), "••••"), text)
         if "eyJ" in text:

@@ -10,7 +10,6 @@ the reason and the setting that fixes it.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,20 +131,3 @@ def diagnose(err: BaseException, url: str, tls: TLSConfig) -> str:
         why = f"TLS failed: {verify or _reason(err)}"
         fix = "check E2E_CA_FILE, E2E_CLIENT_CERT/E2E_CLIENT_KEY and the URL"
     return f"TLS handshake with {where} failed: {why}. Fix: {fix}."
-
-
-def probe(url: str, tls: TLSConfig, timeout: float = 10.0) -> str | None:
-    """Check the server certificate of an ``https://``/``wss://`` URL once; ``None`` when it
-    verifies, else the diagnosis. Plain URLs and ``verify=False`` are not probed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "wss") or not tls.verify:
-        return None
-    port = parts.port or 443
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
-            with tls.ssl_context().wrap_socket(sock, server_hostname=parts.hostname):
-                return None
-    except ssl.SSLError as err:
-        return diagnose(err, url, tls)
-    except OSError as err:
-        return f"Cannot reach {parts.hostname}:{port} for its TLS check: {_reason(err)}."
