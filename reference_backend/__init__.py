@@ -8,6 +8,12 @@ the suites can be shown to fail for the right reason.
 ``--wire`` picks what ``/ws`` speaks, one wire per process: ``default`` (PROTOCOL.md),
 ``netra`` (its "Variants real backends use" table) or ``ag-ui`` (AG-UI events); see
 :mod:`reference_backend.wires`. Every fault keeps its meaning on every wire.
+``--scenarios FILE`` plays scripted agent behaviour (:mod:`reference_backend.scenarios`,
+``resources/scenarios/README.md``).
+
+Module map: ``app`` (HTTP endpoints), ``ws`` (a connection's life), ``wires/`` (one module
+per wire), ``runs`` (streaming a run), ``scenarios`` (what a run does), ``faults``,
+``auth``, ``heartbeat``, ``connections``, ``server`` (uvicorn), ``config``.
 
 It shares no code with ``libraries/``: it is the thing under test, written from
 PROTOCOL.md on its own. Start it with ``python -m reference_backend --port 0``.

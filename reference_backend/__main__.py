@@ -2,8 +2,9 @@
 
 Prints ``reference backend listening on http://<host>:<port>`` on stdout once
 serving, logs connections and runs to stderr, exits 0 on SIGTERM/SIGINT and 2 on a
-bad option (an unknown fault or wire name, a heartbeat on a wire without one). See
-``--help`` and :mod:`reference_backend.config` for the environment variables.
+bad option (an unknown fault or wire name, a heartbeat on a wire without one, a
+scenario file that does not fit the format). See ``--help`` and
+:mod:`reference_backend.config` for the environment variables.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="fault modes (each breaks one rule; its effect per wire below it):\n" + fault_help_text() + "\n\n"
         "environment: E2E_JWT_SECRET, E2E_OAUTH_SIMULATION_KEY (dev defaults when unset),\n"
         "REFERENCE_BACKEND_THINK_DELAY, REFERENCE_BACKEND_TOOLS, REFERENCE_BACKEND_FAULTS (comma-separated),\n"
-        "REFERENCE_BACKEND_SLOW_FIRST_DELAY, REFERENCE_BACKEND_WIRE, REFERENCE_BACKEND_HEARTBEAT;\n"
-        "options override them.",
+        "REFERENCE_BACKEND_SLOW_FIRST_DELAY, REFERENCE_BACKEND_WIRE, REFERENCE_BACKEND_HEARTBEAT,\n"
+        "REFERENCE_BACKEND_SCENARIOS; options override them.\n"
+        "Scenario file format: resources/scenarios/README.md.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=_non_negative(int), default=0,
@@ -71,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--think-delay", type=_non_negative(float), metavar="SECONDS",
                         help=f"delay between a run's events (default {DEFAULT_THINK_DELAY})")
     parser.add_argument("--tools", type=_non_negative(int), metavar="N",
-                        help=f"tool calls per run (default {DEFAULT_TOOLS})")
+                        help=f"tool calls of the built-in run (default {DEFAULT_TOOLS})")
+    parser.add_argument("--scenarios", metavar="FILE",
+                        help="play scripted agent behaviour from FILE (JSON, or YAML by its .yaml/.yml name); "
+                             "messages no scenario matches get the built-in run")
     parser.add_argument("--heartbeat", type=_non_negative(float), metavar="SECONDS",
                         help=f"netra wire: send {{\"type\": \"ping\"}} every SECONDS and close 1008 after 3 "
                              f"unanswered (default {DEFAULT_NETRA_HEARTBEAT:g}; 0 = no heartbeat)")
@@ -115,6 +120,17 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         source = "--heartbeat" if args.heartbeat is not None else "environment REFERENCE_BACKEND_HEARTBEAT"
         parser.error(f"{source} {heartbeat:g}: only the netra wire has a server heartbeat (the wire is {wire})")
 
+    scenarios = None
+    scenario_file = text(args.scenarios, "scenarios")
+    if scenario_file:
+        from .scenarios import ScenarioFileError, load_scenarios
+
+        try:
+            scenarios = load_scenarios(scenario_file)
+        except ScenarioFileError as exc:
+            source = "--scenarios" if args.scenarios is not None else "environment REFERENCE_BACKEND_SCENARIOS"
+            parser.error(f"{source}: {exc}")
+
     return BackendConfig(
         jwt_secret=env["jwt_secret"] or DEV_JWT_SECRET,
         simulation_key=env["simulation_key"] or DEV_SIMULATION_KEY,
@@ -124,6 +140,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         slow_first_delay=pick(args.slow_first_delay, "slow_first_delay", float, DEFAULT_SLOW_FIRST_DELAY),
         wire=wire,
         heartbeat=heartbeat or 0.0,
+        scenarios=scenarios,
     )
 
 
@@ -147,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     if config.jwt_secret == DEV_JWT_SECRET or config.simulation_key == DEV_SIMULATION_KEY:
         log.info("using development secrets (set E2E_JWT_SECRET / E2E_OAUTH_SIMULATION_KEY for shared use)")
     log.info(
-        "wire=%s think_delay=%ss tools=%d faults=%s heartbeat=%s",
+        "wire=%s think_delay=%ss tools=%d faults=%s heartbeat=%s scenarios=%s",
         config.wire,
         config.think_delay,
         config.tools,
         ",".join(sorted(config.faults)) or "none",
         f"{config.heartbeat:g}s" if config.heartbeat else "off",
+        f"{config.scenarios.path} ({len(config.scenarios)})" if config.scenarios else "none",
     )
 
     from .app import create_asgi_app  # imported late so --help and option errors stay fast

@@ -107,7 +107,7 @@ def create_app(config: BackendConfig) -> FastAPI:
         token, claims = issue_token(email, name, config)
         return JSONResponse(wire.test_auth_body(token, claims))
 
-    player = Player(config.think_delay, config.tools)
+    player = Player(config.scenarios, config.think_delay, config.tools)
     agent_ws = AgentWebSocket(config, registry, wire, Runner(config, registry, wire, player))
     app.router.add_websocket_route("/ws", agent_ws)
     app.state.agent_websocket = agent_ws

@@ -15,6 +15,7 @@ Environment variables (the command line overrides each one):
 ``REFERENCE_BACKEND_SLOW_FIRST_DELAY``  delay of the first event under ``slow-first-event`` (default 3.0)
 ``REFERENCE_BACKEND_WIRE``           ``default``, ``netra`` or ``ag-ui`` (default ``default``)
 ``REFERENCE_BACKEND_HEARTBEAT``      seconds between server pings, netra wire only (default 25, 0 = off)
+``REFERENCE_BACKEND_SCENARIOS``      scenario file (JSON, or YAML by its .yaml/.yml name)
 ===================================  ===========================================
 """
 
@@ -23,6 +24,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scenarios import ScenarioBook
 
 # 32+ bytes: PyJWT warns about shorter HMAC keys.
 DEV_JWT_SECRET = "reference-backend-dev-secret-not-for-shared-use"
@@ -53,6 +58,7 @@ class BackendConfig:
     token_ttl: int = TOKEN_TTL_SECONDS
     wire: str = "default"
     heartbeat: float = 0.0                    # seconds between server pings; 0 = none
+    scenarios: ScenarioBook | None = None     # None: every run is the built-in default
 
     def has(self, fault: str) -> bool:
         return fault in self.faults
@@ -69,5 +75,6 @@ def env_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, str | Non
         "slow_first_delay": "REFERENCE_BACKEND_SLOW_FIRST_DELAY",
         "wire": "REFERENCE_BACKEND_WIRE",
         "heartbeat": "REFERENCE_BACKEND_HEARTBEAT",
+        "scenarios": "REFERENCE_BACKEND_SCENARIOS",
     }
     return {key: (environ.get(var) or None) for key, var in names.items()}
