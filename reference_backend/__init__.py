@@ -9,11 +9,11 @@ the suites can be shown to fail for the right reason.
 ``netra`` (its "Variants real backends use" table) or ``ag-ui`` (AG-UI events); see
 :mod:`reference_backend.wires`. Every fault keeps its meaning on every wire.
 ``--scenarios FILE`` plays scripted agent behaviour (:mod:`reference_backend.scenarios`,
-``resources/scenarios/README.md``).
+``resources/scenarios/README.md``); ``--ssl-certfile`` serves HTTPS/WSS (:mod:`reference_backend.tls`).
 
 Module map: ``app`` (HTTP endpoints), ``ws`` (a connection's life), ``wires/`` (one module
 per wire), ``runs`` (streaming a run), ``scenarios`` (what a run does), ``faults``,
-``auth``, ``heartbeat``, ``connections``, ``server`` (uvicorn), ``config``.
+``auth``, ``heartbeat``, ``connections``, ``server`` and ``tls`` (uvicorn), ``config``.
 
 It shares no code with ``libraries/``: it is the thing under test, written from
 PROTOCOL.md on its own. Start it with ``python -m reference_backend --port 0``.

@@ -1,10 +1,10 @@
 """Command line: ``python -m reference_backend --port 0 [options]``.
 
-Prints ``reference backend listening on http://<host>:<port>`` on stdout once
-serving, logs connections and runs to stderr, exits 0 on SIGTERM/SIGINT and 2 on a
-bad option (an unknown fault or wire name, a heartbeat on a wire without one, a
-scenario file that does not fit the format). See ``--help`` and
-:mod:`reference_backend.config` for the environment variables.
+Prints ``reference backend listening on http://<host>:<port>`` (``https://`` with
+``--ssl-certfile``) on stdout once serving, logs connections and runs to stderr,
+exits 0 on SIGTERM/SIGINT and 2 on a bad option (an unknown fault or wire name, a
+scenario file that does not fit the format, an unusable certificate). See ``--help``
+and :mod:`reference_backend.config` for the environment variables.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 
+from . import tls
 from .config import (
     DEFAULT_NETRA_HEARTBEAT,
     DEFAULT_SLOW_FIRST_DELAY,
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "environment: E2E_JWT_SECRET, E2E_OAUTH_SIMULATION_KEY (dev defaults when unset),\n"
         "REFERENCE_BACKEND_THINK_DELAY, REFERENCE_BACKEND_TOOLS, REFERENCE_BACKEND_FAULTS (comma-separated),\n"
         "REFERENCE_BACKEND_SLOW_FIRST_DELAY, REFERENCE_BACKEND_WIRE, REFERENCE_BACKEND_HEARTBEAT,\n"
-        "REFERENCE_BACKEND_SCENARIOS; options override them.\n"
+        "REFERENCE_BACKEND_SCENARIOS, REFERENCE_BACKEND_SSL_CERTFILE, REFERENCE_BACKEND_SSL_KEYFILE,\n"
+        "REFERENCE_BACKEND_SSL_CA_CERTS, REFERENCE_BACKEND_SSL_CERT_REQS; options override them.\n"
         "Scenario file format: resources/scenarios/README.md.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -84,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="enable a fault mode (repeatable); replaces REFERENCE_BACKEND_FAULTS")
     parser.add_argument("--slow-first-delay", type=_non_negative(float), metavar="SECONDS",
                         help=f"first-event delay of the slow-first-event fault (default {DEFAULT_SLOW_FIRST_DELAY})")
+    parser.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS/WSS with this PEM certificate")
+    parser.add_argument("--ssl-keyfile", metavar="FILE", help="its PEM private key (when not in the certificate file)")
+    parser.add_argument("--ssl-ca-certs", metavar="FILE", help="PEM CA bundle that client certificates must chain to")
+    parser.add_argument("--ssl-cert-reqs", choices=list(tls.CERT_REQS),
+                        help="client certificate: none (default), optional, required (mutual TLS)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -131,6 +138,15 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             source = "--scenarios" if args.scenarios is not None else "environment REFERENCE_BACKEND_SCENARIOS"
             parser.error(f"{source}: {exc}")
 
+    settings = ("certfile", "keyfile", "ca_certs", "cert_reqs")
+    # A message names a setting as the user gave it: by its environment variable if it came from there.
+    names = {key: _env_name("ssl_" + key) if getattr(args, "ssl_" + key) is None and env["ssl_" + key] is not None
+             else tls.OPTION_NAMES[key] for key in settings}
+    try:
+        tls_options = tls.check(*(text(getattr(args, "ssl_" + key), "ssl_" + key) for key in settings), names=names)
+    except tls.TlsError as exc:
+        parser.error(str(exc))
+
     return BackendConfig(
         jwt_secret=env["jwt_secret"] or DEV_JWT_SECRET,
         simulation_key=env["simulation_key"] or DEV_SIMULATION_KEY,
@@ -141,6 +157,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         wire=wire,
         heartbeat=heartbeat or 0.0,
         scenarios=scenarios,
+        tls=tls_options,
     )
 
 
@@ -164,20 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     if config.jwt_secret == DEV_JWT_SECRET or config.simulation_key == DEV_SIMULATION_KEY:
         log.info("using development secrets (set E2E_JWT_SECRET / E2E_OAUTH_SIMULATION_KEY for shared use)")
     log.info(
-        "wire=%s think_delay=%ss tools=%d faults=%s heartbeat=%s scenarios=%s",
+        "wire=%s think_delay=%ss tools=%d faults=%s heartbeat=%s scenarios=%s tls=%s",
         config.wire,
         config.think_delay,
         config.tools,
         ",".join(sorted(config.faults)) or "none",
         f"{config.heartbeat:g}s" if config.heartbeat else "off",
         f"{config.scenarios.path} ({len(config.scenarios)})" if config.scenarios else "none",
+        f"client certificates {config.tls.cert_reqs}" if config.tls else "off",
     )
 
     from .app import create_asgi_app  # imported late so --help and option errors stay fast
     from .server import serve
 
     try:
-        serve(create_asgi_app(config), args.host, args.port, args.log_level)
+        serve(create_asgi_app(config), args.host, args.port, args.log_level, config.tls)
     except OSError as exc:
         log.error("cannot bind %s:%s: %s", args.host, args.port, exc)
         return 1

@@ -2,7 +2,8 @@
 
 ``/api/*`` requires ``Authorization: Bearer <valid token>`` (401 otherwise);
 ``/health`` and ``/auth/*`` are open. Discovery URLs are built from the
-request's own host and port, so they are right for whatever port was bound. The HTTP endpoints are the same on every wire
+request's own scheme, host and port, so they are right for whatever port was
+bound and https/wss under TLS. The HTTP endpoints are the same on every wire
 but for the e2e auth service's key header and answer, which the wire names.
 """
 

@@ -16,6 +16,10 @@ Environment variables (the command line overrides each one):
 ``REFERENCE_BACKEND_WIRE``           ``default``, ``netra`` or ``ag-ui`` (default ``default``)
 ``REFERENCE_BACKEND_HEARTBEAT``      seconds between server pings, netra wire only (default 25, 0 = off)
 ``REFERENCE_BACKEND_SCENARIOS``      scenario file (JSON, or YAML by its .yaml/.yml name)
+``REFERENCE_BACKEND_SSL_CERTFILE``   serve HTTPS/WSS with this certificate (PEM)
+``REFERENCE_BACKEND_SSL_KEYFILE``    its private key (PEM), when not in the certificate file
+``REFERENCE_BACKEND_SSL_CA_CERTS``   CA bundle that client certificates are checked against
+``REFERENCE_BACKEND_SSL_CERT_REQS``  client certificate: ``none`` (default), ``optional``, ``required``
 ===================================  ===========================================
 """
 
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .scenarios import ScenarioBook
+    from .tls import TlsOptions
 
 # 32+ bytes: PyJWT warns about shorter HMAC keys.
 DEV_JWT_SECRET = "reference-backend-dev-secret-not-for-shared-use"
@@ -59,6 +64,7 @@ class BackendConfig:
     wire: str = "default"
     heartbeat: float = 0.0                    # seconds between server pings; 0 = none
     scenarios: ScenarioBook | None = None     # None: every run is the built-in default
+    tls: TlsOptions | None = None             # None: plain HTTP/WS
 
     def has(self, fault: str) -> bool:
         return fault in self.faults
@@ -76,5 +82,9 @@ def env_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, str | Non
         "wire": "REFERENCE_BACKEND_WIRE",
         "heartbeat": "REFERENCE_BACKEND_HEARTBEAT",
         "scenarios": "REFERENCE_BACKEND_SCENARIOS",
+        "ssl_certfile": "REFERENCE_BACKEND_SSL_CERTFILE",
+        "ssl_keyfile": "REFERENCE_BACKEND_SSL_KEYFILE",
+        "ssl_ca_certs": "REFERENCE_BACKEND_SSL_CA_CERTS",
+        "ssl_cert_reqs": "REFERENCE_BACKEND_SSL_CERT_REQS",
     }
     return {key: (environ.get(var) or None) for key, var in names.items()}

@@ -1,7 +1,8 @@
 """Run the app under uvicorn on a socket we bind ourselves, and stop cleanly on a signal.
 
 Binding first is how ``--port 0`` learns its real port before serving. Once
-uvicorn serves, exactly one line goes to stdout: ``READY_LINE`` with the URL.
+uvicorn serves, exactly one line goes to stdout: ``READY_LINE`` with the URL
+(``https://`` when serving TLS: uvicorn's own SSL options, :mod:`.tls`).
 SIGTERM and SIGINT both trigger uvicorn's graceful shutdown, after which the
 process exits 0 (uvicorn would otherwise re-raise the signal on the way out).
 """
@@ -15,6 +16,8 @@ import socket
 import sys
 
 import uvicorn
+
+from .tls import TlsOptions
 
 log = logging.getLogger("reference_backend")
 
@@ -39,14 +42,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def public_url(sock: socket.socket) -> str:
+def public_url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
     # A wildcard bind is reachable on loopback; print an address a client can dial.
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -63,7 +66,7 @@ class _Server(uvicorn.Server):
         if self.started and not self.should_exit:
             sys.stdout.write(READY_LINE.format(url=self._url) + "\n")
             sys.stdout.flush()
-            log.info("serving on %s (WebSocket %s/ws)", self._url, "ws" + self._url[4:])
+            log.info("serving on %s (WebSocket %s/ws)", self._url, "ws" + self._url[len("http"):])
 
     def capture_signals(self):  # noqa: D401 - same contract as the parent, minus the re-raise
         return _StopSignals(self)
@@ -128,7 +131,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def serve(app, host: str, port: int, log_level: str) -> None:
+def serve(app, host: str, port: int, log_level: str, tls: TlsOptions | None = None) -> None:
     """Serve ``app`` until SIGTERM/SIGINT; raises OSError if the address can't be bound."""
     sock = bind_socket(host, port)
     config = uvicorn.Config(
@@ -143,7 +146,8 @@ def serve(app, host: str, port: int, log_level: str) -> None:
         ws_per_message_deflate=False,  # frames are tiny; compression only costs CPU
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT,
         server_header=False,
+        **(tls.uvicorn_kwargs() if tls else {}),
     )
-    server = _Server(config, public_url(sock))
+    server = _Server(config, public_url(sock, "https" if tls else "http"))
     asyncio.run(server.serve(sockets=[sock]))
     log.info("stopped")

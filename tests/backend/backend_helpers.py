@@ -23,7 +23,7 @@ import jwt
 import websocket
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"^reference backend listening on (http://127\.0\.0\.1:(\d+))$")
+READY = re.compile(r"^reference backend listening on (https?://127\.0\.0\.1:(\d+))$")
 JWT_SECRET = "tests-backend-secret-" + secrets.token_hex(16)
 SIMULATION_KEY = "tests-backend-key-" + secrets.token_hex(8)
 # Fault servers get a small think delay so runs are quick but still spread in time.
@@ -69,7 +69,7 @@ class BackendServer:
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/ws"
+        return "ws" + self.url[len("http"):] + "/ws"  # http -> ws, https -> wss
 
     def stderr(self) -> str:
         return self.log_path.read_text(errors="replace")
