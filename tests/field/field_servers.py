@@ -381,7 +381,7 @@ def step_by_step(user: str = "field-alice", token: str | None = None, isolation:
             events.connection_should_not_receive_foreign_events(alias)
         if after is not None:
             after(sessions, alias)
-    except AssertionError as err:
+    except (AssertionError, ValueError) as err:  # Robot fails the keyword on either
         return Verdict("step-by-step", "fail", str(err), time.perf_counter() - started, detail=detail)
     finally:
         try:
