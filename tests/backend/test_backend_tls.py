@@ -185,7 +185,7 @@ def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("case", ["missing-cert", "missing-key", "key-of-another-cert", "not-a-cert", "missing-ca",
                                   "ca-not-a-cert", "required-without-ca", "key-without-cert", "bad-cert-reqs"])
 def test_bad_tls_options_exit_2_with_one_message(pki, tmp_path, case):
-    cert, key, ca = str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"])
+    cert, key = str(pki["server_cert"]), str(pki["server_key"])
     nowhere = str(tmp_path / "nowhere.pem")
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
