@@ -26,6 +26,9 @@ from agentkit.wire.paths import MISSING, get_path
 from agentkit.wire.run import RunRecord
 
 
+MAX_VIOLATIONS_SHOWN = 6
+
+
 def _secs(value: timedelta | None, default: float) -> float:
     return default if value is None else value.total_seconds()
 
@@ -53,12 +56,19 @@ def fail_on(run: RunRecord, violations: list[Violation], what: str) -> None:
     if not violations:
         logger.info(f"{what}: holds for run {run.run_id} ({len(run.agent_events)} events).")
         return
-    lines = "\n".join(f"- {v}" for v in violations)
-    marked = next((v.event for v in violations if v.event is not None), None)
+    # Robot keeps 40 lines of a failure message: the violations and a timeline fit.
+    shown = violations[:MAX_VIOLATIONS_SHOWN]
+    lines = "\n".join(f"- {v}" for v in shown)
+    if len(violations) > len(shown):
+        rest = sorted({v.rule for v in violations[len(shown):]})
+        lines += f"\n- ... and {len(violations) - len(shown)} more violation(s) of rule(s) {rest} (all in the log)"
+        logger.info(redact("All violations:\n" + "\n".join(f"- {v}" for v in violations)))
+    marked = [v.event for v in violations if v.event is not None]
     raise AssertionError(redact(f"{lines}\nRun {run.run_id} on '{run.connection}' (dialect '{run.dialect.name}'), "
-                                f"timeline (time since the message):\n"
-                                + timeline.text(run.events + run.other, run.sent_at, mark=marked)
-                                + f"\nThe rules are explained in docs/protocol.md."))
+                                f"timeline (time since the message, -> marks the events concerned):\n"
+                                + timeline.text(sorted(run.events + run.other, key=lambda e: e.seq), run.sent_at,
+                                                limit=24, mark=marked)
+                                + "\nThe rules are explained in docs/protocol.md."))
 
 
 def _role_or_name(run: RunRecord, wanted: str) -> list[Event]:
@@ -274,7 +284,7 @@ class AgentEvents:
             more = f"\n... {len(violations) - 10} more" if len(violations) > 10 else ""
             reports.append(f"Connection '{conn.alias}': {len(violations)} foreign event(s)\n{shown}{more}\n"
                            f"Frames on '{conn.alias}' (-> foreign):\n"
-                           + timeline.text(conn.snapshot(), conn.opened_at, mark=[v.event for v in violations]))
+                           + timeline.text(conn.snapshot(), conn.opened_at, limit=16, mark=[v.event for v in violations]))
         if reports:
             head = (f"Rule 5 (isolation) violated on {len(reports)} of {len(conns)} connection(s), {total} foreign "
                     f"event(s) in all:\n")

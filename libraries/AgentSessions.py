@@ -192,8 +192,10 @@ class AgentSessions:
         | ${token}=    Create Test Token    alice
         | Connect To Agent WebSocket    ${token}    alias=alice
         """
+        if url is None:
+            targets.require()  # the target's dialect makes the thread id
         secs = _secs(timeout, self._connect_timeout())
-        thread_id = thread_id or f"thread_{uuid.uuid4().hex[:12]}"
+        thread_id = thread_id or self._dialect().new_id("thread")
         spec, tgt = self._spec(url, token, auth, headers, secs, verify_tls, ca_file, thread_id)
         self._counter += 1
         alias = alias or f"ws-{self._counter}"
@@ -268,11 +270,13 @@ class AgentSessions:
         | ${expired}=    Create Expired Token    mallory
         | Handshake Should Be Refused    ${expired}
         """
+        if url is None:
+            targets.require()
         secs = _secs(timeout, self._connect_timeout())
         mode = auth or None
         if token is None:
             mode = "none"
-        spec, tgt = self._spec(url, token, mode, None, secs, None, None, f"thread_{uuid.uuid4().hex[:12]}")
+        spec, tgt = self._spec(url, token, mode, None, secs, None, None, self._dialect().new_id("thread"))
         dialect = self._dialect()
         refusal = dialect.connect["refusal"]
         wanted_status = statuses or refusal["http_status"]
@@ -355,7 +359,7 @@ class AgentSessions:
             intruder = Connection(intruder_alias, spec, d, self._grace(), token_subject(spec.token), thread_id)
             intruder.open()  # no prepare: the thread exists, and belongs to someone else
         except HandshakeRefused as err:
-            return f"the second user's handshake was refused with HTTP {err.status}"
+            return self._kept_out(f"the second user's handshake was refused with HTTP {err.status}")
         except HandshakeFailed as err:
             raise AssertionError(f"Could not attempt the second user's connection: {err}") from None
         try:
@@ -365,24 +369,28 @@ class AgentSessions:
             except TimeoutError:
                 failure = None
             if session.closed is not None:
-                return f"the server closed the second user's connection ({session.closed.summary()})"
+                return self._kept_out(f"the server closed the second user's connection ({session.closed.summary()})")
             if failure is not None:
-                return f"the server refused the second user's setup command: {failure.summary(160)}"
+                return self._kept_out(f"the server refused the second user's setup command: {failure.summary(160)}")
             run = self.send_user_message("A private question", alias=owner.alias)
             self.collect_agent_run(run, allow_incomplete=True)
             intruder.wait_quiet(self._grace() or 0.3, 2.0)
             leaked = [e for e in intruder.snapshot() if e.is_agent_event]
             if session.closed is not None and not leaked:
-                return f"the server closed the second user's connection ({session.closed.summary()})"
+                return self._kept_out(f"the server closed the second user's connection ({session.closed.summary()})")
             if leaked:
                 raise AssertionError(
                     f"User {intruder.user_id!r} joined the thread of user {owner.user_id!r} ({spec.url}) and received "
                     f"{len(leaked)} of its event(s): a thread must belong to its user.\n"
                     + timeline.text(intruder.snapshot(), intruder.opened_at, mark=leaked[0]))
-            return "the second user's connection received nothing of the thread"
+            return self._kept_out("the second user's connection received nothing of the thread")
         finally:
             intruder.close(why="the thread ownership check ended")
             self._log_frames(intruder, f"All frames the second user received on '{owner.alias}''s thread")
+
+    def _kept_out(self, how: str) -> str:
+        _log(f"The thread stayed private: {how}.")
+        return how
 
     # --- choosing and closing --------------------------------------------------
     @keyword

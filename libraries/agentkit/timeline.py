@@ -32,11 +32,21 @@ def text(events: Iterable[Event], origin: float | None = None, limit: int = 40, 
     marked = {id(m) for m in (mark if isinstance(mark, (list, tuple, set)) else [mark]) if m is not None}
     if not events:
         return "  (no events)"
-    shown = events if len(events) <= limit else events[: limit // 2] + [None] + events[-limit // 2:]
+    if len(events) <= limit:
+        shown = events
+    else:  # the start, the marked events and the end
+        keep = set(range(limit // 3)) | set(range(len(events) - limit // 3, len(events)))
+        keep |= {i for i, e in enumerate(events) if id(e) in marked}
+        shown, last = [], -1
+        for i in sorted(keep)[: limit + 4]:
+            if i != last + 1:
+                shown.append(None)
+            shown.append(events[i])
+            last = i
     lines = []
     for e in shown:
         if e is None:
-            lines.append(f"  ... {len(events) - limit} more ...")
+            lines.append("  ...")
             continue
         arrow = "->" if id(e) in marked else "  "
         lines.append(f"{arrow}{_rel(e, origin):>9}  #{e.seq:<4} {_name(e):<22} {e.summary(90)}")

@@ -427,7 +427,7 @@ class SessionRun:
         token = None
         if self._auth != "none":
             token = (s.tokens or {}).get(user_id) or make_token(s.jwt_secret, user_id, s.token_lifetime)
-        thread_id = f"thread_{uuid.uuid4().hex[:12]}" if self._needs_thread_url else ""
+        thread_id = self.dialect.new_id("thread") if self._needs_thread_url else ""
         values = self.dialect.template_values(ws_url=s.ws_url, ws_base=ws_base(s.ws_url), thread_id=thread_id)
         spec = ConnectionSpec(url=render(self._url_template, values), token=token, auth=self._auth,
                               subprotocols_template=self._subprotocols, token_encoding=self._encoding,
@@ -621,8 +621,7 @@ class SessionRun:
         s = self.settings
         session = run.session
         loop = asyncio.get_running_loop()
-        tag = uuid.uuid4().hex[:12]
-        record, text = session.start_run(s.message, f"load-thread-{run.index}-{tag}", f"load-run-{run.index}-{tag}")
+        record, text = session.start_run(s.message)
         record.sent_at = time.perf_counter()
         await run.ws.send(text)
         first_deadline = loop.time() + s.first_event_timeout

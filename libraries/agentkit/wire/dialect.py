@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -323,6 +324,12 @@ class Dialect:
         return self.spec["schemas"]
 
     # --- building client frames ---------------------------------------------
+    def new_id(self, kind: str) -> str:
+        """A fresh id the kit makes for a ``thread``, ``run`` or ``msg`` (``run.id_format``)."""
+        if self.spec["run"].get("id_format") == "uuid":
+            return str(uuid.uuid4())
+        return f"{kind}_{uuid.uuid4().hex[:12]}"
+
     def template_values(self, **values: Any) -> dict:
         return {**self.settings, **values}
 

@@ -13,7 +13,6 @@ run saw nothing (:meth:`unmatched_diagnosis`). Deadlines stay with the transport
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +78,7 @@ class AgentSession:
         self.first_agent_event: Event | None = None
         self.closed: Event | None = None
         self.setup_failure: Event | None = None
+        self._foreign_runs: set = set()  # run ids of runs this connection never started
         self._commands: dict[Any, _Command] = {}
         self._next_command = 0
         frames = dialect.frames
@@ -195,8 +195,26 @@ class AgentSession:
         if not self.runs:
             return None
         if self.dialect.correlation == "connection":
+            rid = event.run_id
+            if rid is not None and rid in self._foreign_runs:
+                return None
+            if event.role == "started" and rid is not None:
+                ours = next((r for r in self.runs if r.run_id == rid), None)
+                if ours is not None:
+                    # The start naming our run id is ours; a start taken before it was an impostor.
+                    for taken in [e for e in ours.events if e.role == "started" and e.run_id != rid]:
+                        ours.events.remove(taken)
+                        self.foreign.append(taken)
+                        if taken.run_id is not None:
+                            self._foreign_runs.add(taken.run_id)
+                    return ours
             active = self._active_run()
             if active is not None:
+                if event.role == "started" and any(e.role == "started" for e in active.events):
+                    # One input, one run: a second start is a run this connection never started.
+                    if rid is not None:
+                        self._foreign_runs.add(rid)
+                    return None
                 return active
             # Within the grace window after a run's end, a late event belongs to that run (and
             # fails it); a new start nobody asked for is a run this connection never started.
@@ -264,10 +282,9 @@ class AgentSession:
     def start_run(self, content: str, thread_id: str | None = None, run_id: str | None = None,
                   sent_at: float = 0.0) -> tuple[RunRecord, str]:
         """A new run and the frame that starts it. Set ``record.sent_at`` when it is sent."""
-        tag = uuid.uuid4().hex[:12]
-        thread_id = thread_id or f"thread_{tag}"
-        run_id = run_id or f"run_{tag}"
-        message_id = f"msg_{tag}"
+        thread_id = thread_id or self.dialect.new_id("thread")
+        run_id = run_id or self.dialect.new_id("run")
+        message_id = self.dialect.new_id("msg")
         record = RunRecord(self.name, self.user_id, run_id, thread_id, sent_at, dialect=self.dialect,
                            grace=self.grace, content=content, message_id=message_id)
         reply = self.dialect.spec["run"].get("reply")
