@@ -105,4 +105,5 @@ def transcript(path: Path) -> list[dict]:
 #: Raw recordings of a LangGraph Agent Server run (reasoning, one tool call, answer): the
 #: shared interop recording (copied here: ``data/``) and the project's own interop transcript.
 LANGGRAPH_OK = (DATA / "langgraph-transcript-ok-min.jsonl",
-                ROOT / "tests" / "interop" / "langgraph" / "transcripts" / "run_streams_reasoning_tool_call_and_answer.jsonl")
+                ROOT / "tests" / "interop" / "langgraph" / "transcripts"
+                / "run_streams_reasoning_tool_call_and_answer.jsonl")

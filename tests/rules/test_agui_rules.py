@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentkit.rules import foreign_violations
 from rules_helpers import assert_clean, assert_names, load, only, record, run_through_session, show, violations
 
 AG = load("ag-ui")
@@ -76,9 +77,20 @@ class TestFirstEvent:
 
 class TestOneRunAtATime:
     def test_run_started_while_a_run_is_active_fails_rule_1_naming_the_active_run(self):
-        run = run_of(RS, text_start(), text_end(), RS2, RF)
+        run = record(AG, [RS, text_start(), text_end(), RS2, RF])
         v = only(run, 1)
         assert_names(v, "RUN_STARTED", 4, "r1")
+
+    def test_on_a_connection_a_second_start_is_a_run_it_never_started(self):
+        # One input, one run: the session keeps a second RUN_STARTED out of the run, as a
+        # foreign run (rule 5), and the run itself stays well-formed.
+        session, run = run_through_session(AG, [RS, text_start(), RS2, text_end(), RF])
+        assert [e.seq for e in run.events] == [1, 2, 4, 5]
+        assert [e.seq for e in session.foreign] == [3]
+        assert_clean(run)
+        [v] = foreign_violations(session.foreign, session.user_id, session.name)
+        assert v.rule == 5
+        assert_names(v, "RUN_STARTED", 3, "r2")
 
     def test_runs_in_sequence_in_one_stream_are_valid(self):
         assert_clean(record(AG, [RS, text_start(), text_end(), RF, RS2, text_start("m2"), text_end("m2"), RF2]))
@@ -109,7 +121,8 @@ class TestAfterRunError:
     def test_only_a_new_run_started_may_follow(self):
         assert_clean(record(AG, [RS, RE, RS2, RF2]))
 
-    @pytest.mark.parametrize("late", [text_start("m9"), RE, RF], ids=["TEXT_MESSAGE_START", "RUN_ERROR", "RUN_FINISHED"])
+    @pytest.mark.parametrize("late", [text_start("m9"), RE, RF],
+                             ids=["TEXT_MESSAGE_START", "RUN_ERROR", "RUN_FINISHED"])
     def test_anything_else_fails_rule_1_naming_it(self, late):
         run = record(AG, [RS, RE, late])
         v = only(run, 1)
@@ -217,7 +230,8 @@ class TestReasoning:
         assert_names(v, "REASONING_END", 3, "rs2")
 
     def test_reasoning_start_of_a_span_already_open_fails_rule_3(self):
-        v = only(run_of(RS, {"type": "REASONING_START", "messageId": "rs1"}, {"type": "REASONING_START", "messageId": "rs1"},
+        v = only(run_of(RS, {"type": "REASONING_START", "messageId": "rs1"},
+                        {"type": "REASONING_START", "messageId": "rs1"},
                         {"type": "REASONING_END", "messageId": "rs1"}, RF), 3)
         assert_names(v, "REASONING_START", 3, "rs1")
 
@@ -232,7 +246,8 @@ class TestReasoning:
 
 class TestSteps:
     def test_steps_by_step_name_are_valid(self):
-        assert_clean(run_of(RS, {"type": "STEP_STARTED", "stepName": "plan"}, {"type": "STEP_STARTED", "stepName": "act"},
+        assert_clean(run_of(RS, {"type": "STEP_STARTED", "stepName": "plan"},
+                            {"type": "STEP_STARTED", "stepName": "act"},
                             {"type": "STEP_FINISHED", "stepName": "act"}, {"type": "STEP_FINISHED", "stepName": "plan"},
                             RF))
 
@@ -309,7 +324,8 @@ class TestChunks:
         assert "toolCallName" in v.message
 
     def test_a_continuation_repeating_the_tool_name_with_another_value_is_fatal(self):
-        v = only(run_of(RS, {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "get_weather", "delta": "{"},
+        v = only(run_of(RS, {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "get_weather",
+                             "delta": "{"},
                         {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "delete_files", "delta": "}"},
                         RF), 3)
         assert_names(v, "TOOL_CALL_CHUNK", 3, "c1", "delete_files", "get_weather")
@@ -322,7 +338,8 @@ class TestChunks:
     def test_a_continuation_repeating_the_same_values_continues(self):
         assert_clean(run_of(RS, {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "get_weather",
                                  "delta": "{"},
-                            {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "get_weather", "delta": "}"},
+                            {"type": "TOOL_CALL_CHUNK", "toolCallId": "c1", "toolCallName": "get_weather",
+                             "delta": "}"},
                             RF))
 
     def test_reasoning_chunks_expand(self):
@@ -445,7 +462,8 @@ class TestTrajectoryAndAnswer:
                      text_start("m1"), text_content("m1", "It is 18C."), text_end("m1"), RF)
         assert_clean(run)
         calls = [(c.name, c.key, c.arguments, c.result) for c in run.trajectory()]
-        assert calls == [("get_weather", "c1", {"city": "Paris"}, "18C, sunny"), ("get_time", "c2", {"tz": "CET"}, "10:00")]
+        assert calls == [("get_weather", "c1", {"city": "Paris"}, "18C, sunny"),
+                         ("get_time", "c2", {"tz": "CET"}, "10:00")]
         assert all(c.completed for c in run.trajectory())
 
     def test_trajectory_from_tool_chunks(self):
