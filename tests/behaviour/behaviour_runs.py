@@ -186,11 +186,13 @@ def finish_robot(proc: subprocess.Popen, outdir: Path, started: float, timeout: 
 
 def log_html_strings(path: Path) -> list[str]:
     """Every string of a Robot ``log.html``: Robot stores them in ``window.output["strings"]``,
-    each either ``*``-prefixed plain text or base64 of zlib-compressed text."""
+    each either ``*``-prefixed plain text or base64 of zlib-compressed text, written as a
+    JavaScript array (JSON but for ``\\x3c`` standing for ``<``)."""
     text = path.read_text(encoding="utf-8")
     out = []
     for block in re.findall(r'window\.output\["strings"\] = window\.output\["strings"\]\.concat\((\[.*?\])\);',
                             text, re.S):
+        block = re.sub(r"(?<!\\)((?:\\\\)*)\\x3c", r"\1\\u003c", block)
         for s in json.loads(block):
             out.append(s[1:] if s.startswith("*") else zlib.decompress(base64.b64decode(s)).decode("utf-8"))
     return out
