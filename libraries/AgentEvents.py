@@ -126,19 +126,23 @@ class AgentEvents:
             violations = rules.check_run(run, first, whole, check_schemas)
         except SchemaCheckUnavailable as err:
             raise SkipExecution(str(err)) from None
-        missing = rules.required_missing(run)
-        if missing and not violations:  # otherwise the broken rule already explains it
-            names = ", ".join(run.dialect.label(r) for r in missing)
-            violations.append(Violation(1, f"required event(s) missing from the run: {names} (rules.required_roles "
-                                           f"of dialect '{run.dialect.name}'); got {[e.type for e in run.agent_events]}."))
         term = run.terminal
         if term is not None and not violations and not run.succeeded:
             errors = [e for e in run.until_end if e.role == "tool_error"]
-            why = "; ".join(f"tool {c.name!r} failed: {c.error!r}" for c in run.trajectory() if c.error) or ""
+            calls = run.trajectory()
+            why = "; ".join(f"tool {c.name!r} failed: {c.error!r}" for c in calls if c.error)
+            if not why and calls:  # the wire marks no tool error (AG-UI): name the last tool call
+                last = calls[-1]
+                why = f"its last tool call was {last.name}({last.arguments}) -> {last.result!r}"
             violations.append(Violation(1, f"the run ended with the agent's error {run.at(term)}: "
                                            f"{term.field('error')!r}" + (f" ({why})" if why else "")
                                            + "; a well-formed error run is not a completed one.",
                                         errors[0] if errors else term))
+        missing = rules.required_missing(run)
+        if missing and not violations and (term is None or run.succeeded):  # otherwise the broken rule already explains it
+            names = ", ".join(run.dialect.label(r) for r in missing)
+            violations.append(Violation(1, f"required event(s) missing from the run: {names} (rules.required_roles "
+                                           f"of dialect '{run.dialect.name}'); got {[e.type for e in run.agent_events]}."))
         fail_on(run, sorted(violations, key=lambda v: v.rule), "All run rules")
 
     @keyword
