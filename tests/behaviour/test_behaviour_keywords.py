@@ -187,6 +187,18 @@ def test_call_tool_json_schema_values_validate(kw):
             "['London']).") in message
 
 
+def test_call_tool_dict_values_with_a_type_key_match_by_equality(kw):
+    """Tool arguments are often objects with a ``type`` key (a location, a filter, a block);
+    the value a test expects for one is that object, so an equal value passes and another
+    fails with the usual message, rather than being read as a JSON Schema whose ``type``
+    ('city') jsonschema does not know (UnknownType)."""
+    location = {"type": "city", "name": "Paris"}
+    run = agent_run("default", [Call("get_weather", {"location": location}, {"temperature_c": 18})])
+    kw.agent_should_call_tool(run, "get_weather", location=dict(location))
+    message = fails(kw.agent_should_call_tool, run, "get_weather", location={"type": "city", "name": "Lyon"})
+    assert "call 1: location={'type': 'city', 'name': 'Paris'}, expected " in message
+
+
 def test_call_tool_reports_every_near_call(kw):
     run = agent_run("default", [LONDON, Call("get_weather", {"city": "Rome"}, {})])
     message = fails(kw.agent_should_call_tool, run, "get_weather", city="Paris")

@@ -180,6 +180,12 @@ A Real Run Out Of Order Shows What The Agent Did
     ${result}=    The Agent Run Is Collected    ${run}
     Tool Calls Should Be In Order    ${result}    search_docs    get_weather    mode=exact
 
+Tool Calls In An Unknown Mode
+    An Authenticated User Is Connected    mode-user
+    ${run}=    User Sends A Chat Message    What is the weather in Rome?
+    ${result}=    The Agent Run Is Collected    ${run}
+    Tool Calls Should Be In Order    ${result}    get_weather    mode=sequence
+
 Token Usage Of A Run That Carries None
     An Authenticated User Is Connected    usage-user
     ${run}=    User Sends A Chat Message    What is the weather in Rome?
@@ -394,6 +400,14 @@ def test_a_real_run_out_of_order_fails_with_the_trajectory(robot_runs, wire):
                                       "called ['get_weather'].\nWhat the agent did (run "), outcome.message
     assert "\n  1. get_weather({\"city\": \"Rome\"}) -> result " in outcome.message
     assert outcome.message.endswith("\nAnswer: 'It is 18°C and sunny in Rome.'")
+
+
+def test_an_unknown_order_mode_is_refused_naming_the_five(robot_runs):
+    outcome = robot_runs("right", "default").test("Tool Calls In An Unknown Mode")
+    assert outcome.status == "FAIL"
+    assert "'sequence'" in outcome.message, outcome.message
+    for mode in ("in_order", "exact", "unordered", "subset", "superset"):
+        assert mode in outcome.message, outcome.message
 
 
 @pytest.mark.parametrize("wire", WIRES)
