@@ -1,0 +1,104 @@
+"""Field report: a load generator that is its own bottleneck. 400 sessions at once against
+a server that accepts about 100 handshakes a second gave 245 handshake timeouts and no
+sign that the client side was saturated.
+
+Scaled down to the mechanisms: ``ramp_up`` spreads session starts, ``max_handshakes``
+caps handshakes in flight (counted on the server), and a deliberately blocked client
+event loop shows in ``generator_lag_*``, ``generator_saturated`` and ``warnings`` (the
+summary's warning is checked on a real ``robot`` run in ``test_tokens_in_output.py``'s
+shared run, see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+
+from field_servers import SECRET, ScriptedServer, engine, use_target
+from agentkit.transports.fanout import EngineSettings, SessionRun
+
+
+def _spread(times: list[float]) -> float:
+    return max(times) - min(times) if times else 0.0
+
+
+def test_ramp_up_spreads_session_starts():
+    with ScriptedServer() as server:
+        use_target(server)
+        ramped = engine(count=6, scenario="connect", ramp_up=timedelta(seconds=1))
+        ramped_times = list(server.handshake_times)
+        server.handshake_times.clear()
+        at_once = engine(count=6, scenario="connect")
+        at_once_times = list(server.handshake_times)
+    assert ramped.outcome == at_once.outcome == "pass", (ramped, at_once)
+    assert ramped.stats["ramp_up_s"] == 1.0, ramped.stats
+    assert _spread(ramped_times) >= 0.8, f"6 starts over 1s ramp-up arrived within {_spread(ramped_times):.2f}s"
+    gaps = [b - a for a, b in zip(ramped_times, ramped_times[1:])]
+    assert min(gaps) >= 0.1, f"starts should be about 0.2s apart: {gaps}"
+    assert _spread(at_once_times) < 0.5, f"without ramp-up the starts came over {_spread(at_once_times):.2f}s"
+
+
+def test_max_handshakes_caps_handshakes_in_flight_on_the_server():
+    with ScriptedServer(handshake_delay=0.3) as server:  # a server that takes 0.3 s per handshake
+        use_target(server)
+        capped = engine(count=6, scenario="connect", max_handshakes=2)
+        capped_peak = server.peak_handshakes
+        server.peak_handshakes = 0
+        uncapped = engine(count=6, scenario="connect")
+        uncapped_peak = server.peak_handshakes
+    assert capped.outcome == uncapped.outcome == "pass", (capped, uncapped)
+    assert capped.stats["max_handshakes"] == 2, capped.stats
+    assert capped_peak == 2, f"at most 2 handshakes in flight on the server, saw {capped_peak}"
+    assert capped.elapsed >= 0.85, f"3 waves of 0.3s handshakes take 0.9s, took {capped.elapsed:.2f}s"
+    assert uncapped_peak >= 4, f"the control should overlap handshakes, saw at most {uncapped_peak}"
+
+
+async def slow_run(peer) -> None:
+    await peer.welcome()
+    run_id, thread_id = await peer.next_start()
+    events = peer.run_events(run_id, thread_id)
+    await peer.play(events[:2])
+    await asyncio.sleep(1.2)
+    await peer.play(events[2:])
+
+
+def _run_batch(server: ScriptedServer, block_loop: bool) -> dict:
+    settings = EngineSettings(ws_url=server.ws_url, jwt_secret=SECRET, count=4, concurrency=4, session_timeout=8,
+                              run_timeout=8, first_event_timeout=5)
+    run = SessionRun(settings)
+    stop = threading.Event()
+
+    def block() -> None:  # the client's own loop made busy: 0.3 s of blocking every 0.35 s
+        while not stop.is_set():
+            loop = run._loop
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(time.sleep, 0.3)
+                except RuntimeError:
+                    return
+            stop.wait(0.35)
+
+    blocker = threading.Thread(target=block, daemon=True)
+    with run:
+        if block_loop:
+            blocker.start()
+        try:
+            return run.result(30)
+        finally:
+            stop.set()
+            if block_loop:
+                blocker.join(5)
+
+
+def test_blocked_client_loop_shows_in_generator_lag_and_warnings():
+    with ScriptedServer(slow_run) as server:
+        blocked = _run_batch(server, block_loop=True)
+        free = _run_batch(server, block_loop=False)
+    assert blocked["generator_lag_max_ms"] >= 250, blocked
+    assert blocked["generator_lag_p95_ms"] >= 200, blocked
+    assert blocked["generator_saturated"] is True, blocked
+    assert blocked["warnings"] and "load generator was the bottleneck" in blocked["warnings"][0], blocked
+    assert "ramp_up" in blocked["warnings"][0] and "max_handshakes" in blocked["warnings"][0], blocked
+    assert free["generator_saturated"] is False and free["warnings"] == [], free
+    assert free["generator_lag_p95_ms"] is not None and free["generator_lag_p95_ms"] <= 200, free
