@@ -544,6 +544,21 @@ def test_run_prompt_repeatedly_passes_at_the_minimum_and_returns_the_figures(kw,
                for f in result["failures"])
 
 
+def test_run_prompt_repeatedly_logs_the_agents_text_escaped_in_its_verdict_table(kw, monkeypatch, logged):
+    """The verdict table is logged as HTML; each failing run's message quotes the agent's
+    answer, which is the agent's text, not the kit's markup: it shows as text (escaped), as
+    the trajectory and timeline tables do, and cannot inject markup into log.html."""
+    answer = 'Lyon <img src=x onerror="alert(1)"> <b>is</b> the capital'
+    sessions = FakeSessions([agent_run("default", [PARIS], answer)])
+    monkeypatch.setattr(kw, "_sessions", lambda: sessions)
+    FakeBuiltIn.library, FakeBuiltIn.report = kw, None
+    monkeypatch.setattr(behaviour_module, "BuiltIn", FakeBuiltIn)
+    kw.run_prompt_repeatedly("capital <of> France?", 1, "Agent Answer Should Contain", "Paris", min_pass_rate="0%")
+    table = [m for m, html in logged if html][-1]
+    assert "<img" not in table and "<b>is</b>" not in table, table
+    assert "&lt;img src=x" in table and "&lt;of&gt;" in table, table
+
+
 def test_run_prompt_repeatedly_counts_a_run_that_did_not_complete_as_failing(kw, monkeypatch):
     runs = [agent_run("default", [PARIS], "Paris."), AssertionError("Run run_2 did not end: no terminal event "
                                                                     "within 1s.\ntimeline ..."),
