@@ -105,6 +105,7 @@ class AgentReport:
         self._root: Any = None
         self._output_dir: Path | None = None
         self._output_file: Path | None = None
+        self._log_file: Path | None = None
         self._options: dict[str, list[str]] = {}
         self._pabot: dict[str, str] | None = None
         self._process_logged = False
@@ -286,13 +287,16 @@ class AgentReport:
             builtin = BuiltIn()
             out_dir = builtin.get_variable_value("${OUTPUT DIR}")
             out_file = builtin.get_variable_value("${OUTPUT FILE}")
+            log_file = builtin.get_variable_value("${LOG FILE}")
             options = builtin.get_variable_value("${OPTIONS}")
             queue = builtin.get_variable_value("${PABOTQUEUEINDEX}")
             processes = builtin.get_variable_value("${PABOTNUMBEROFPROCESSES}")
         except RobotNotRunningError:
             return
-        self._output_dir = Path(out_dir) if out_dir else None
         self._output_file = Path(out_file) if out_file and out_file != "NONE" else None
+        # The kit's files go where output.xml goes (--output X/o.xml puts them in X, not in '.').
+        self._output_dir = self._output_file.parent if self._output_file else (Path(out_dir) if out_dir else None)
+        self._log_file = Path(log_file) if log_file and log_file != "NONE" else None
         if options is not None:
             self._options = {"include": [str(t) for t in options.include], "exclude": [str(t) for t in options.exclude]}
         if queue is not None:
@@ -321,8 +325,14 @@ class AgentReport:
 
     def _write_summary(self) -> None:
         source = str(self._output_file) if self._output_file else "no output.xml (--output NONE)"
+        log = None
+        if self._log_file is not None:
+            try:
+                log = os.path.relpath(self._log_file, self._output_dir)
+            except ValueError:  # another drive
+                log = str(self._log_file)
         summary = summaries.write(self._root, self._records, self._output_dir, source=source,
-                                  note="written at the end of the robot run from its result model")
+                                  note="written at the end of the robot run from its result model", log=log)
         self._written = summary.paths[0]
         logger.console(f"Summary: {summary.paths[0]}\n         {summaries.verdict_line(summary)}")
 

@@ -183,9 +183,14 @@ class TargetConfig:
             return False
 
     def _output_dir(self) -> Path | None:
+        """Where output.xml goes: the kit's own files (the backend's log) go there too."""
         if not self._in_robot():
             return None
-        out = BuiltIn().get_variable_value("${OUTPUT DIR}")
+        builtin = BuiltIn()
+        out_file = builtin.get_variable_value("${OUTPUT FILE}")
+        if out_file and out_file != "NONE":
+            return Path(out_file).parent
+        out = builtin.get_variable_value("${OUTPUT DIR}")
         return Path(out) if out else None
 
     def _publish(self, target: Target) -> None:

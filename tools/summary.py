@@ -69,7 +69,10 @@ def _write(sources: list[Path], outdir: Path | None, name: str, note: str) -> in
         print(f"Cannot read {', '.join(map(str, sources))}: {err}", file=sys.stderr)
         return 2
     out = outdir or sources[0].parent
-    summary = summaries.write(result, None, out, source=", ".join(str(s) for s in sources), note=note, name=name)
+    log = sources[0].parent / "log.html"
+    link = os.path.relpath(log, out) if len(sources) == 1 and log.is_file() else None
+    summary = summaries.write(result, None, out, source=", ".join(str(s) for s in sources), note=note, name=name,
+                              log=link)
     took = (time.perf_counter() - started) * 1000
     print(f"Summary: {summary.paths[0]}\n         {summary.paths[1]}\n{summaries.verdict_line(summary)} "
           f"({took:.0f} ms)")

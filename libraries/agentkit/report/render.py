@@ -64,7 +64,7 @@ def _figures(s: Summary) -> list[tuple[str, str, str]]:
     ]
     if c["attempts"]:
         out.append(("Connections", f"{c['established']}/{c['attempts']}",
-                    f"success rate {_pct(c['success_rate'])}; expected refusals not counted"))
+                    f"{_pct(c['success_rate'])} of attempts connected; expected refusals not counted"))
         out.append(("Avg connect time", _ms(c["avg_connect_ms"]),
                     f"handshake {_ms(c['avg_handshake_ms'])} + welcome {_ms(c['avg_welcome_ms'])}; "
                     f"p95 {_ms(c['p95_connect_ms'])}"))
@@ -78,9 +78,10 @@ def _figures(s: Summary) -> list[tuple[str, str, str]]:
         out.append(("Refusal checks", f"{r['ok']}/{r['total']}", detail))
     n_events = sum(s.events.values())
     if n_events:
-        agent = sum(v for k, v in s.events.items() if k.startswith(("agent_", "tool_")))
+        binary = c.get("binary") or 0
         out.append(("Frames received", str(n_events),
-                    f"on step-by-step connections: {agent} agent events in {s.runs['count']} runs"))
+                    f"on step-by-step connections, in {s.runs['count']} agent runs"
+                    + (f"; {binary} binary frame(s)" if binary else "")))
     if s.concurrency:
         tot = sum(int(x["stats"].get("total") or 0) for x in s.concurrency)
         ok = sum(int(x["stats"].get("successful") or 0) for x in s.concurrency)
@@ -94,6 +95,35 @@ def _outcomes(counts: dict[str, int]) -> str:
     words = {"refused": "refused as required", "accepted": "ACCEPTED (must be refused)",
              "unreachable": "could not be checked (unreachable)", "failed": "check failed"}
     return ", ".join(f"{n} {words.get(k, k)}" for k, n in counts.items())
+
+
+def _test_link(s: Summary, t) -> str:
+    """The test's name, linked to it in log.html when the log is written."""
+    if s.log and t.test_id:
+        return f'<a href="{esc(s.log)}#{esc(t.test_id)}">{esc(t.name)}</a>'
+    return esc(t.name)
+
+
+def _process_label(p: str) -> str:
+    host, _, pid = p.rpartition(":")
+    return f"Robot process {pid} on {host}" if host and pid.isdigit() else f"Robot process {p}"
+
+
+def _stat(key: str, value) -> str:
+    """A concurrency statistic with its unit."""
+    if value is None:
+        return "-"
+    if key.endswith("_ms"):
+        return _ms(value)
+    if key == "success_rate":
+        return f"{value:g}%"
+    if key == "duration_s" or key == "ramp_up_s":
+        return f"{value:g} s"
+    if key == "sessions_per_second":
+        return f"{value:g}/s"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+    return str(value)
 
 
 def _cls(cause) -> str:
@@ -113,6 +143,9 @@ def render_html(s: Summary) -> str:
         f'<div class="line">{esc(s.verdict["line"])}</div>'
         f'<div class="target"><b>Target:</b> {esc(s.verdict.get("target"))}</div>',
     ]
+    if s.log:
+        parts.append(f'<div class="target"><a href="{esc(s.log)}">Full log (log.html)</a>: every frame, run table '
+                     f'and failure message; each test below links to its place in it.</div>')
     if s.warnings:
         parts.append('<ul class="warnings">' + "".join(f"<li>{esc(w)}</li>" for w in s.warnings) + "</ul>")
     parts.append("</div>")
@@ -125,6 +158,8 @@ def render_html(s: Summary) -> str:
     parts.append(_html_runs(s))
     if s.concurrency:
         parts.append(_html_concurrency(s))
+    if s.repeated:
+        parts.append(_html_repeated(s))
     parts.append(_html_target_and_durations(s))
     parts.append(_html_tests(s))
     parts.append(f"<footer>Source: <span class=\"mono\">{esc(s.source or '-')}</span> ({esc(s.note or 'on demand')}); "
@@ -154,7 +189,7 @@ def _html_failures(s: Summary) -> str:
                    "<th>root cause</th><th>rule</th><th>first line of the message</th><th>evidence</th></tr>")
         for t in fails:
             setup = "suite setup failed: " if t.cause.via_setup else ""
-            out.append(f"<tr><td>{esc(t.suite)}</td><td>{esc(t.name)}</td><td>{_cls(t.cause)}</td>"
+            out.append(f"<tr><td>{esc(t.suite)}</td><td>{_test_link(s, t)}</td><td>{_cls(t.cause)}</td>"
                        f"<td>{esc(t.cause.rule_text or '-')}</td><td class=\"mono\">{esc(setup + t.cause.line)}</td>"
                        f"<td class=\"mono\">{'<br>'.join(esc(e) for e in t.evidence[:6]) or '-'}</td></tr>")
         out.append("</table></details>")
@@ -162,7 +197,7 @@ def _html_failures(s: Summary) -> str:
         out.append(f"<h2 style=\"margin-top:16px\">Skipped ({len(skips)}): not run, not passed</h2><table><tr>"
                    "<th>suite</th><th>test</th><th>reason</th><th>why</th></tr>")
         for t in skips:
-            out.append(f"<tr><td>{esc(t.suite)}</td><td>{esc(t.name)}</td><td>{esc(t.skip_class)}</td>"
+            out.append(f"<tr><td>{esc(t.suite)}</td><td>{_test_link(s, t)}</td><td>{esc(t.skip_class)}</td>"
                        f"<td class=\"mono\">{esc(t.message.splitlines()[0] if t.message else '-')}</td></tr>")
         out.append("</table>")
     out.append("</section>")
@@ -235,9 +270,11 @@ def _html_runs(s: Summary) -> str:
 
 
 CONCURRENCY_KEYS = ("scenario", "users", "total", "concurrency", "successful", "failed", "success_rate",
-                    "auth_rejected", "timeouts", "errors", "rule_violations", "isolation_violations", "connect_p50_ms",
-                    "connect_p95_ms", "connect_max_ms", "run_p50_ms", "run_p95_ms", "run_max_ms",
-                    "sessions_per_second", "events_received", "peak_open_connections", "duration_s")
+                    "auth_rejected", "timeouts", "errors", "agent_errors", "rule_violations", "isolation_violations",
+                    "isolation_sessions", "connect_p50_ms", "connect_p95_ms", "connect_max_ms", "run_p50_ms",
+                    "run_p95_ms", "run_max_ms", "sessions_per_second", "events_received", "binary_frames",
+                    "peak_open_connections", "duration_s", "ramp_up_s", "max_handshakes", "generator_lag_p95_ms",
+                    "generator_lag_max_ms")
 
 
 def _html_concurrency(s: Summary) -> str:
@@ -247,8 +284,7 @@ def _html_concurrency(s: Summary) -> str:
     for k in CONCURRENCY_KEYS:
         if all(x["stats"].get(k) is None for x in s.concurrency):
             continue
-        cells = "".join(f"<td class=\"n\">{esc('-' if x['stats'].get(k) is None else x['stats'][k])}</td>"
-                        for x in s.concurrency)
+        cells = "".join(f"<td class=\"n\">{esc(_stat(k, x['stats'].get(k)))}</td>" for x in s.concurrency)
         rows.append(f"<tr><th>{esc(k.replace('_', ' '))}</th>{cells}</tr>")
     errors = [e for x in s.concurrency for e in (x["stats"].get("first_errors") or [])]
     more = ("<p>First errors:</p><ul>" + "".join(f"<li class=\"mono\">{esc(e)}</li>" for e in errors[:8]) + "</ul>"
@@ -258,12 +294,28 @@ def _html_concurrency(s: Summary) -> str:
             f"{''.join(rows)}</table>{more}</section>")
 
 
+def _html_repeated(s: Summary) -> str:
+    """Repeated runs of one prompt (non-deterministic agents): the rate and every failing run."""
+    out = ['<section id="repeated"><h2>Repeated runs</h2><table><tr><th>scope</th><th>prompt</th><th>judged by</th>'
+           '<th class="n">pass rate</th><th class="n">minimum</th><th>failing runs</th></tr>']
+    for r in s.repeated:
+        failing = "<br>".join(f"run {esc(f.get('run'))}: {esc((f.get('message') or '').splitlines()[0][:160] if f.get('message') else '')}"
+                              for f in r.get("failures", [])) or "none"
+        ok = float(r.get("pass_rate") or 0) >= float(r.get("min_pass_rate") or 0)
+        out.append(f"<tr><td>{esc((r.get('scope') or '').rsplit('.', 1)[-1])}</td><td>{esc(r.get('prompt'))}</td>"
+                   f"<td>{esc(r.get('judge'))}</td><td class=\"n {'PASS' if ok else 'FAIL'}\">"
+                   f"{esc(r.get('passed'))}/{esc(r.get('runs'))} = {float(r.get('pass_rate') or 0):g}%</td>"
+                   f"<td class=\"n\">{float(r.get('min_pass_rate') or 0):g}%</td><td class=\"mono\">{failing}</td></tr>")
+    out.append("</table></section>")
+    return "".join(out)
+
+
 def _html_target_and_durations(s: Summary) -> str:
     target = "".join(f"<tr><th>{esc(k)}</th><td class=\"mono\">{esc(v)}</td></tr>" for k, v in s.target) or \
         "<tr><td>No target metadata in this output.</td></tr>"
     slow = "".join(f"<tr><td>{esc(su)}</td><td>{esc(n)}</td><td class=\"{esc(st)}\">{esc(st)}</td>"
                    f"<td class=\"n\">{_s(e)}</td></tr>" for su, n, e, st in s.durations["slowest"])
-    mem = "".join(f"<tr><td class=\"mono\">{esc(p)}</td><td class=\"n\">{_mb(v)}</td></tr>"
+    mem = "".join(f"<tr><td>{esc(_process_label(p))}</td><td class=\"n\">{_mb(v)}</td></tr>"
                   for p, v in s.memory["per_process"])
     return (f'<section id="environment"><div class="grid2"><div><h2>Target environment</h2><table>{target}</table>'
             f"</div><div><h2>Slowest tests</h2><table><tr><th>suite</th><th>test</th><th>status</th>"
@@ -274,7 +326,7 @@ def _html_target_and_durations(s: Summary) -> str:
 
 def _html_tests(s: Summary) -> str:
     rows = "".join(
-        f"<tr><td>{esc(t.suite)}</td><td>{esc(t.name)}</td><td class=\"{esc(t.status)}\">{esc(t.status)}</td>"
+        f"<tr><td>{esc(t.suite)}</td><td>{_test_link(s, t)}</td><td class=\"{esc(t.status)}\">{esc(t.status)}</td>"
         f"<td class=\"n\">{_s(t.elapsed_s)}</td><td class=\"mono\">{'<br>'.join(esc(e) for e in t.evidence[:4]) or '-'}"
         f"</td></tr>" for t in s.tests)
     return (f'<section id="tests"><details><summary>All {len(s.tests)} tests with their evidence</summary><table><tr>'
@@ -291,6 +343,8 @@ def render_markdown(s: Summary) -> str:
     v = s.verdict
     lines = [f"# E2E summary: {s.title}", "", f"**Verdict: {v['label']}**: {v['line']}", "",
              f"**Target:** {v.get('target')}", ""]
+    if s.log:
+        lines += [f"Full log: [{s.log}]({s.log}) (every frame, run table and failure message).", ""]
     lines += [f"- {w}" for w in s.warnings] + ([""] if s.warnings else [])
     lines += ["## Key figures", "", "| figure | value | detail |", "|---|---|---|"]
     lines += [f"| {_md(k)} | {_md(val)} | {_md(d)} |" for k, val, d in _figures(s)]
@@ -305,7 +359,8 @@ def render_markdown(s: Summary) -> str:
                   "|---|---|---|---|---|---|"]
         for t in s.failures:
             setup = "suite setup failed: " if t.cause.via_setup else ""
-            lines.append(f"| {_md(t.suite)} | {_md(t.name)} | {t.cause.label} | {_md(t.cause.rule_text or '-')} | "
+            name = f"[{_md(t.name)}]({s.log}#{t.test_id})" if s.log and t.test_id else _md(t.name)
+            lines.append(f"| {_md(t.suite)} | {name} | {t.cause.label} | {_md(t.cause.rule_text or '-')} | "
                          f"{_md(setup + t.cause.line)} | {_md('; '.join(t.evidence[:4]) or '-')} |")
         lines.append("")
     else:
@@ -364,11 +419,19 @@ def render_markdown(s: Summary) -> str:
                          f"{st.get('errors')} | {st.get('rule_violations')} | {st.get('isolation_violations')} | "
                          f"{_ms(st.get('connect_p95_ms'))} | {_ms(st.get('run_p95_ms'))} | "
                          f"{st.get('events_received')} |")
+    if s.repeated:
+        lines += ["", "## Repeated runs", "", "| prompt | judged by | pass rate | minimum | failing runs |",
+                  "|---|---|---:|---:|---|"]
+        for rep in s.repeated:
+            failing = "; ".join(f"run {f.get('run')}: {(f.get('message') or '').splitlines()[0][:100] if f.get('message') else ''}"
+                                for f in rep.get("failures", [])) or "none"
+            lines.append(f"| {_md(rep.get('prompt'))} | {_md(rep.get('judge'))} | {rep.get('passed')}/{rep.get('runs')} = "
+                         f"{float(rep.get('pass_rate') or 0):g}% | {float(rep.get('min_pass_rate') or 0):g}% | {_md(failing)} |")
     lines += ["", "## Durations and memory", "",
               f"- Wall time {_s(s.durations['wall_s'])}; tests add up to {_s(s.durations['tests_s'])}",
               "- Slowest: " + ", ".join(f"{n} ({_s(e)}, {st})" for _, n, e, st in s.durations["slowest"]),
               f"- Peak memory of the Robot process: {_mb(s.memory['peak_mb'])}"
-              + (" (per process: " + ", ".join(f"{p} {_mb(m)}" for p, m in s.memory["per_process"]) + ")"
+              + (" (per process: " + ", ".join(f"{_process_label(p)} {_mb(m)}" for p, m in s.memory["per_process"]) + ")"
                  if len(s.memory["per_process"]) > 1 else "")]
     lines += ["", "## Target environment", "", "| setting | value |", "|---|---|"]
     lines += [f"| {_md(k)} | `{_md(val)}` |" for k, val in s.target] or ["| - | no target metadata |"]

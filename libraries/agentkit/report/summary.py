@@ -61,6 +61,7 @@ class TestRow:
     skip_class: str | None = None
     setup_suite: str = ""  # the suite whose setup failed, for a 'Parent suite setup failed' test
     evidence: list[str] = field(default_factory=list)
+    test_id: str = ""      # Robot's id (s1-s2-t3): log.html#<id> shows the test
 
 
 @dataclass
@@ -88,6 +89,9 @@ class Summary:
     processes: list[str]
     build_ms: float = 0.0
     paths: list[Path] = field(default_factory=list)
+    log: str | None = None            # log.html, relative to the summary, when it is written
+    repeated: list[dict] = field(default_factory=list)
+    suite_name: str = ""
 
     @property
     def failures(self) -> list[TestRow]:
@@ -133,6 +137,10 @@ def _target(metadata: dict[str, str], processes: dict[str, dict]) -> tuple[list[
                 warnings.append(f"Remote profile '{profile}' points at loopback ({k[7:]}: {host}): "
                                 "check this is really the environment you meant to test.")
                 break
+    tls = meta.get("target tls", "")
+    if "verification off" in tls.lower():
+        warnings.append("TLS certificate verification was OFF (E2E_VERIFY_TLS=false): the connections were "
+                        "encrypted, but the server's identity was not checked. Acceptable on a test system only.")
     faults = meta.get("target faults", "none")
     if faults not in ("none", "n/a", ""):
         warnings.append(f"Fault modes were switched on in the reference backend: {faults} "
@@ -175,7 +183,11 @@ def _aggregate(records: list[dict]) -> dict[str, Any]:
     durations = [float(r["duration_ms"]) for r in runs if isinstance(r.get("duration_ms"), (int, float))]
     firsts = [float(r["first_event_ms"]) for r in runs if isinstance(r.get("first_event_ms"), (int, float))]
     concurrency = [dict(stats=c, scope=s.get("name")) for s in scopes for c in s.get("concurrency", [])]
+    repeated = [dict(r, scope=s.get("name")) for s in scopes for r in s.get("repeated", [])]
+    binary = sum(int(c.get("binary") or 0) for s in scopes for c in s.get("connections", []))
     return {
+        "repeated": repeated,
+        "binary": binary,
         "scopes": scopes,
         "processes": processes,
         "peaks": peaks,
@@ -234,6 +246,10 @@ def _evidence(scopes: list[dict]) -> list[str]:
             out.append({"refused": "refused as required: ", "accepted": "ACCEPTED, not refused: ",
                         "unreachable": "could not be checked (unreachable): "}.get(outcome, "check failed: ")
                        + c.get("check", "?"))
+        for r in s.get("repeated", []):
+            out.append(f"{r.get('passed')}/{r.get('runs')} runs passed {r.get('judge')} ({r.get('pass_rate'):g}%, "
+                       f"minimum {r.get('min_pass_rate'):g}%); failing runs: "
+                       + (", ".join(str(f.get('run')) for f in r.get('failures', [])) or "none"))
         for c in s.get("concurrency", []):
             st = c
             out.append(f"{st.get('scenario')} x{st.get('total')}: {st.get('successful')}/{st.get('total')} ok, "
@@ -243,7 +259,8 @@ def _evidence(scopes: list[dict]) -> list[str]:
 
 
 # --- the summary ----------------------------------------------------------------------
-def build(result: Any, records: list[dict] | None = None, source: str = "", note: str = "") -> Summary:
+def build(result: Any, records: list[dict] | None = None, source: str = "", note: str = "",
+          log: str | None = None) -> Summary:
     """A :class:`Summary` of an ``ExecutionResult`` or a result ``TestSuite``."""
     started = time.perf_counter()
     suite = getattr(result, "suite", result)
@@ -277,7 +294,7 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
                            "elapsed_s": _secs(s.elapsed_time), "status": s.status})
             for t in s.tests:
                 row = TestRow(_rel_name(s.full_name, top) if s is not suite else s.name, t.name, t.full_name,
-                              t.status, _secs(t.elapsed_time), t.message or "")
+                              t.status, _secs(t.elapsed_time), t.message or "", test_id=t.id)
                 row.evidence = _evidence(by_scope.get(t.full_name, []))
                 if t.status == "FAIL":
                     row.cause = classify(t.message)
@@ -325,6 +342,8 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
                         "missing credential was refused, not that an authenticated user can chat.")
     for c in agg["concurrency"]:
         st = c["stats"]
+        for w in st.get("warnings") or []:
+            warnings.append(f"Concurrent sessions in '{_rel_name(c['scope'] or '', top)}': {w}")
         if st.get("auth_rejected"):
             warnings.append(f"Concurrent sessions in '{_rel_name(c['scope'] or '', top)}': {st['auth_rejected']} of "
                             f"{st.get('total')} handshakes were refused by auth; they count as failed sessions, "
@@ -372,8 +391,9 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
     suite_elapsed = _secs(suite.elapsed_time)
     slowest = sorted(tests, key=lambda t: -t.elapsed_s)[:5]
     peaks = agg["peaks"]
+    title = f"{suite.name} against {target_name}" if dict(target_rows).get("target") else suite.name
     summary = Summary(
-        title=suite.name, source=source, note=note, generated=datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+        title=title, source=source, note=note, generated=datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
         verdict=verdict,
         totals={"total": total, "passed": passed, "failed": failed, "skipped": skipped,
                 "pass_rate": round(100.0 * passed / total, 1) if total else None},
@@ -384,8 +404,9 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
         memory={"peak_mb": max(peaks.values()) if peaks else None, "per_process": sorted(peaks.items())},
         connections=agg["connections"], refusals=agg["refusals"], tokens=agg["tokens"], events=agg["events"],
         runs=agg["runs"], concurrency=agg["concurrency"], metrics_found=metrics_found,
-        processes=sorted(processes),
+        processes=sorted(processes), log=log, repeated=agg["repeated"], suite_name=suite.name,
     )
+    summary.connections["binary"] = agg["binary"]
     summary.build_ms = (time.perf_counter() - started) * 1000
     return summary
 
@@ -407,11 +428,11 @@ def timeline_run(summary: Summary) -> dict | None:
 
 
 def write(result: Any, records: list[dict] | None, out_dir: str | Path, source: str = "", note: str = "",
-          name: str = "summary") -> Summary:
+          name: str = "summary", log: str | None = None) -> Summary:
     """Builds the summary and writes ``<name>.html`` and ``<name>.md`` into ``out_dir``."""
     from .render import render_html, render_markdown
 
-    summary = build(result, records, source=source, note=note)
+    summary = build(result, records, source=source, note=note, log=log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out / f"{name}.html", out / f"{name}.md"
