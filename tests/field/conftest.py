@@ -19,3 +19,11 @@ def clean_kit_state():
     AgentSessions().close_all_connections()
     targets.set_current(None)
     dialects.use("default")
+
+
+@pytest.fixture(scope="session")
+def field_robot_run(tmp_path_factory):
+    """One real ``robot`` run against the scripted servers (see ``field_robot.py``)."""
+    import field_robot
+
+    return field_robot.run(tmp_path_factory.mktemp("field-robot"))

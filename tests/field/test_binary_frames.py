@@ -90,3 +90,27 @@ def test_binary_frame_mid_run_shows_in_the_frame_log_timeline_and_stats():
     table = timeline.html_table(frames)
     assert "&lt;binary&gt;" in table, table
     assert fanout.stats["binary_frames"] == 1, fanout.stats
+
+
+def _section(text: str, start: str, end: str) -> str:
+    head = text.find(start)
+    if head < 0:
+        return ""
+    tail = text.find(end, head + len(start))
+    return text[head:] if tail < 0 else text[head:tail]
+
+
+def test_binary_frames_show_in_the_summary_of_a_robot_run(field_robot_run):
+    """``Binary Frame Mid Run`` in the shared robot run: one binary frame on the step-by-step
+    connection, one per engine session (2); the summary shows both kinds."""
+    run = field_robot_run
+    assert run.status("Binary Frame Mid Run Step By Step") == "PASS", run.tests
+    assert run.status("Binary Frame Mid Run Engine") == "PASS", run.tests
+    md = (run.outdir / "summary.md").read_text(encoding="utf-8")
+    html = (run.outdir / "summary.html").read_text(encoding="utf-8")
+    assert "<binary> 1" in md and "1 binary frame(s)" in md, "step-by-step binary frames in summary.md"
+    engine_md = _section(md, "## Concurrent sessions", "\n## ")
+    engine_html = _section(html, '<section id="concurrency">', "</section>")
+    assert engine_md and engine_html, "the summary has no concurrent-sessions section"
+    assert "binary" in engine_md, f"the engine's binary frames are not in summary.md:\n{engine_md}"
+    assert "binary" in engine_html, "the engine's binary frames are not in summary.html's concurrency section"

@@ -102,3 +102,14 @@ def test_blocked_client_loop_shows_in_generator_lag_and_warnings():
     assert "ramp_up" in blocked["warnings"][0] and "max_handshakes" in blocked["warnings"][0], blocked
     assert free["generator_saturated"] is False and free["warnings"] == [], free
     assert free["generator_lag_p95_ms"] is not None and free["generator_lag_p95_ms"] <= 200, free
+
+
+def test_saturated_generator_warns_in_the_summary_of_a_robot_run(field_robot_run):
+    """``Saturated Load Generator`` in the shared robot run (the engine's loop blocked on
+    purpose): the warning reaches the log, summary.md and summary.html."""
+    run = field_robot_run
+    assert run.status("Saturated Load Generator") == "PASS", run.tests["Saturated Load Generator"]
+    phrase = "the load generator was the bottleneck"
+    assert phrase in (run.outdir / "summary.md").read_text(encoding="utf-8"), "summary.md has no generator warning"
+    assert phrase in (run.outdir / "summary.html").read_text(encoding="utf-8"), "summary.html has no generator warning"
+    assert phrase in (run.outdir / "output.xml").read_text(encoding="utf-8"), "the log has no generator warning"
