@@ -5,6 +5,7 @@ The library documentation (what libdoc shows) is the docstring of :class:`AgentB
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import timedelta
@@ -21,6 +22,11 @@ from agentkit.wire.run import RunRecord, ToolCall
 
 OrderMode = Literal["in_order", "exact", "unordered", "subset", "superset"]
 REGEXP = "regexp:"
+# Keys that make a dictionary read as a JSON Schema (when it is not simply equal to the value).
+SCHEMA_KEYS = {"type", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "const",
+               "properties", "required", "items", "minLength", "maxLength", "minItems", "maxItems", "format",
+               "anyOf", "oneOf", "allOf", "not", "$ref", "multipleOf", "additionalProperties"}
+MODES = ("in_order", "exact", "unordered", "subset", "superset")
 
 
 def _run(run: Any) -> RunRecord:
@@ -37,14 +43,18 @@ def _value_matches(actual: Any, expected: Any) -> tuple[bool, str]:
         pattern = expected[len(REGEXP):]
         text = actual if isinstance(actual, str) else json.dumps(actual)
         return re.search(pattern, text) is not None, f"matching /{pattern}/"
-    if isinstance(expected, dict) and expected and set(expected) & {"type", "enum", "pattern", "minimum", "maximum",
-                                                                      "const", "properties", "anyOf", "oneOf"}:
-        from jsonschema import Draft202012Validator, FormatChecker
-
-        errors = list(Draft202012Validator(expected, format_checker=FormatChecker()).iter_errors(actual))
-        return not errors, f"valid against {json.dumps(expected)}" + (f" ({errors[0].message})" if errors else "")
     if actual == expected:
         return True, repr(expected)
+    if isinstance(expected, dict) and expected and set(expected) & SCHEMA_KEYS:
+        from jsonschema import Draft202012Validator, FormatChecker
+        from jsonschema.exceptions import SchemaError, UnknownType
+
+        try:
+            Draft202012Validator.check_schema(expected)
+            errors = list(Draft202012Validator(expected, format_checker=FormatChecker()).iter_errors(actual))
+        except (SchemaError, UnknownType):
+            return False, repr(expected)  # not a schema after all: an object compared by equality
+        return not errors, f"valid against {json.dumps(expected)}" + (f" ({errors[0].message})" if errors else "")
     if isinstance(expected, str) and not isinstance(actual, str) and actual is not None:
         # Robot passes text: 18 == "18", true == "True"
         return json.dumps(actual) == expected or str(actual) == expected, repr(expected)
@@ -208,6 +218,8 @@ class AgentBehaviour:
         | Tool Calls Should Be In Order    ${result}    get_weather    mode=exact
         """
         run = _run(run)
+        if mode not in MODES:
+            raise ValueError(f"Mode '{mode}' is not valid: expected one of {', '.join(MODES)}.")
         actual = [c.name for c in run.trajectory()]
         expected = list(tools)
         if mode == "in_order":
@@ -403,9 +415,9 @@ class AgentBehaviour:
         rate = round(100.0 * passed / times, 1)
         failures = [{"run": n, "run_id": r.run_id if r else None, "message": m} for n, ok, m, r in verdicts if not ok]
         rows = "".join(f"<tr style=\"background:{'#d4edda' if ok else '#f8d7da'}\"><td>{n}</td><td>{'PASS' if ok else 'FAIL'}"
-                       f"</td><td>{(r.run_id if r else '') or ''}</td><td>{(m or '')[:300]}</td></tr>"
-                       for n, ok, m, r in verdicts)
-        logger.info(redact(f"<b>{prompt!r} judged by {judge}: {passed}/{times} passed ({rate:g}%), minimum "
+                       f"</td><td>{html.escape(str((r.run_id if r else '') or ''))}</td>"
+                       f"<td>{html.escape((m or '')[:300])}</td></tr>" for n, ok, m, r in verdicts)
+        logger.info(redact(f"<b>{html.escape(repr(prompt))} judged by {html.escape(judge)}: {passed}/{times} passed ({rate:g}%), minimum "
                            f"{minimum:g}%</b><table border=\"1\" style=\"border-collapse:collapse;font-family:monospace;"
                            f"font-size:12px\"><tr><th>run</th><th>verdict</th><th>run id</th><th>why</th></tr>{rows}"
                            f"</table>"), html=True)
@@ -424,7 +436,7 @@ class AgentBehaviour:
         return result
 
     @keyword("Send Follow-Up Message")
-    def send_follow_up_message(self, previous: dict, content: str) -> dict:
+    def send_follow_up_message(self, previous: Any, content: str) -> dict:
         """Sends a follow-up turn in the thread of ``previous`` (a run handle from ``Send User
         Message``), on the same connection; returns the new run handle. The run carries that
         thread id (check it with `Run Should Belong To Thread`).
@@ -434,8 +446,14 @@ class AgentBehaviour:
         | ${turn1}=    Collect Agent Run    ${first}
         | ${second}=    Send Follow-Up Message    ${first}    What about tomorrow?
         """
-        return self._sessions().send_user_message(content, thread_id=previous["thread_id"],
-                                                  alias=previous["connection"])
+        if isinstance(previous, RunRecord):
+            thread_id, alias = previous.thread_id, previous.connection
+        elif isinstance(previous, dict) and "thread_id" in previous and "connection" in previous:
+            thread_id, alias = previous["thread_id"], previous["connection"]
+        else:
+            raise TypeError(f"Expected a run handle from 'Send User Message' or a run from 'Collect Agent Run', got "
+                            f"{type(previous).__name__}: {str(previous)[:80]}.")
+        return self._sessions().send_user_message(content, thread_id=thread_id, alias=alias)
 
     @keyword
     def run_should_belong_to_thread(self, run: RunRecord, thread_id: str) -> None:

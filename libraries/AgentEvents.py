@@ -128,14 +128,16 @@ class AgentEvents:
             raise SkipExecution(str(err)) from None
         term = run.terminal
         if term is not None and not violations and not run.succeeded:
+            term = run.failure or term
             errors = [e for e in run.until_end if e.role == "tool_error"]
             calls = run.trajectory()
             why = "; ".join(f"tool {c.name!r} failed: {c.error!r}" for c in calls if c.error)
             if not why and calls:  # the wire marks no tool error (AG-UI): name the last tool call
                 last = calls[-1]
                 why = f"its last tool call was {last.name}({last.arguments}) -> {last.result!r}"
-            violations.append(Violation(1, f"the run ended with the agent's error {run.at(term)}: "
-                                           f"{term.field('error')!r}" + (f" ({why})" if why else "")
+            what = ("the run was cancelled" if term.role == "completed" else
+                    f"the run ended with the agent's error {run.at(term)}: {term.field('error')!r}")
+            violations.append(Violation(1, what + (f" ({why})" if why else "")
                                            + "; a well-formed error run is not a completed one.",
                                         errors[0] if errors else term))
         missing = rules.required_missing(run)

@@ -133,11 +133,18 @@ A Run Of Another Thread Is Reported
     Log    SENT-IN-THREAD ${run}[thread_id]
     Run Should Belong To Thread    ${result}    not-this-thread
 
-A Follow-Up Needs The Handle Of The First Turn
+A Follow-Up Takes The Collected First Turn Too
     An Authenticated User Is Connected    handle-user
     ${first}=    User Sends A Chat Message    What is the weather in Oslo?
     ${turn1}=    The Agent Run Is Collected    ${first}
-    Send Follow-Up Message    ${turn1}    What about tomorrow?
+    ${second}=    Send Follow-Up Message    ${turn1}    What about tomorrow?
+    ${turn2}=    The Agent Run Is Collected    ${second}
+    Run Should Belong To Thread    ${turn2}    ${first}[thread_id]
+    Agent Answer Should Contain    ${turn2}    Oslo
+
+A Follow-Up Of Something That Is Not A Run Says What It Needs
+    An Authenticated User Is Connected    handle-user-2
+    Send Follow-Up Message    not a run    What about tomorrow?
 
 Ten Runs Held To 80 Percent
     An Authenticated User Is Connected    flaky-80
@@ -385,15 +392,18 @@ def test_a_run_checked_against_another_thread_fails_naming_the_thread(robot_runs
                     r'"conditions": "sunny"\}', outcome.message), outcome.message
 
 
-def test_a_follow_up_given_the_collected_run_instead_of_the_handle_says_what_it_needs(robot_runs):
-    """Passing the collected run (``${turn1}``) where the handle (``${first}``) belongs is the
-    natural mistake; the kit's other keywords answer it with what they expect ("Expected a
-    run handle from 'Send User Message', got ..."), Send Follow-Up Message should too."""
-    outcome = robot_runs("right", "default").test("A Follow-Up Needs The Handle Of The First Turn")
+def test_a_follow_up_takes_the_collected_run_as_well_as_the_handle(robot_runs):
+    """Passing the collected run (``${turn1}``) where the handle (``${first}``) would do is the
+    natural thing to write: the follow-up goes to the same thread either way."""
+    outcome = robot_runs("right", "default").test("A Follow-Up Takes The Collected First Turn Too")
+    assert outcome.status == "PASS", outcome.message
+
+
+def test_a_follow_up_of_something_that_is_not_a_run_says_what_it_needs(robot_runs):
+    outcome = robot_runs("right", "default").test("A Follow-Up Of Something That Is Not A Run Says What It Needs")
     assert outcome.status == "FAIL"
-    assert "Send User Message" in outcome.message, (
-        f"the message does not say what the keyword needs ({len(outcome.message)} characters, the whole run's "
-        f"repr): {outcome.message[:200]}...")
+    assert "Expected a run handle from 'Send User Message' or a run from 'Collect Agent Run'" in outcome.message, \
+        outcome.message[:300]
 
 
 # --- real runs through the other keywords -------------------------------------------------

@@ -91,6 +91,10 @@ def check_conformance(run: RunRecord, schemas: bool = True) -> list[Violation]:
     """Only the dialect's own rules: order, pairing, ids, schemas (and thinking where the
     dialect requires it). A run that ended in a well-formed error passes."""
     out = _rule_set(run).check(run)
+    if run.dialect.thinking_required and run.dialect.rule_set != "protocol":
+        from .protocol import check_thinking
+
+        out += check_thinking(run)
     if schemas:
         from .schemas import check_schemas
 

@@ -246,6 +246,11 @@ def _notes(run: RunRecord) -> None:
             run.notes.append(f"RUN_STARTED carries {', '.join(differs)}: spec 1.1 lets the server choose its ids; "
                              f"reported, not failed.")
     for e in run.agent_events + run.other:
-        if e.is_json_object:
-            _, warnings = agui_errors(e.message)
-            run.notes.extend(f"#{e.seq}: {w}" for w in warnings)
+        if not e.is_json_object:
+            continue
+        kind = e.message.get("type")
+        if kind in LEGACY:
+            run.notes.append(f"#{e.seq}: retired {kind} read as {LEGACY[kind]} (AG-UI 1.0 replaced THINKING_* events)")
+            continue
+        _, warnings = agui_errors(e.message)
+        run.notes.extend(f"#{e.seq}: {w}" for w in warnings)

@@ -100,8 +100,15 @@ def check_schemas(run: RunRecord) -> list[Violation]:
         errors = event_errors(e)
         if errors:
             what = source or (schema_file(e).name if schema_file(e) else "its schema")
-            out.append(Violation(7, f"{run.at(e)} does not match {what}: " + "; ".join(errors[:3]), e))
+            out.append(Violation(7, f"{run.at(e)}{_ids(e)} does not match {what}: " + "; ".join(errors[:3]), e))
     return out
+
+
+def _ids(event: Event) -> str:
+    """The ids an event carries, for a message that must name the event concerned."""
+    shown = [f"{name} {event.field(name)!r}" for name in ("tool_call_id", "message_id", "run_id")
+             if event.dialect.has_field(name) and event.field(name) is not None]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 # --- AG-UI: the published models ------------------------------------------------------

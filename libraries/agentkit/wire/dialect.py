@@ -29,11 +29,10 @@ DIALECT_SCHEMA = SCHEMAS / "dialect.schema.json"
 ROLES = ("started", "thinking", "tool_executing", "tool_arguments", "tool_end", "tool_chunk", "tool_completed",
          "tool_error", "message_start", "answer", "message_end", "completed", "error", "event")
 TERMINAL_ROLES = ("completed", "error")
-TOOL_START_ROLES = ("tool_executing", "tool_chunk")
-TOOL_END_ROLES = ("tool_completed", "tool_error")
 #: Placeholders the kit fills in templates; a dialect's ``settings`` add their own.
 RUN_PLACEHOLDERS = {"content", "thread_id", "run_id", "message_id", "command_id", "messages"}
-CONNECT_PLACEHOLDERS = {"ws_url", "ws_base", "thread_id", "token", "command_id"}
+CONNECT_PLACEHOLDERS = {"ws_url", "ws_base", "thread_id"}
+COMMAND_PLACEHOLDERS = {"command_id"}
 AUTH_PLACEHOLDERS = {"email", "name"}
 
 
@@ -355,42 +354,67 @@ class Dialect:
 def check(raw: dict, path: Path) -> list[str]:
     """Every problem of a dialect's content (schema and what a schema cannot say), as lines."""
     validator = _dialect_validator()
-    problems = [_describe(e) for e in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))]
-    if problems:
-        return problems
-    settings = set((raw.get("settings") or {}))
-    run = raw["run"]
-    unknown = placeholders(run["start"]) - RUN_PLACEHOLDERS - settings
-    if unknown:
-        problems.append(f"run/start: unknown placeholder(s) {sorted(unknown)}; known: "
-                        f"{sorted(RUN_PLACEHOLDERS | settings)}")
-    connect = raw["connect"]
-    for key, allowed in (("url", CONNECT_PLACEHOLDERS), ("subprotocols", {"token"})):
-        unknown = placeholders(connect.get(key, "")) - allowed - settings
-        if unknown:
-            problems.append(f"connect/{key}: unknown placeholder(s) {sorted(unknown)}; known: "
-                            f"{sorted(allowed | settings)}")
-    if "subprotocol" in connect["auth"] and not any("{token}" in s for s in connect.get("subprotocols", [])):
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(e) for e in errors]
+    # The other checks run too, except in sections the schema already found broken (they
+    # would only restate those problems).
+    broken = {str(e.absolute_path[0]) if e.absolute_path else "<root>" for e in errors}
+    try:
+        problems += [p for p in _semantic_problems(raw, path) if p.split("/", 1)[0].split(":")[0] not in broken]
+    except (KeyError, TypeError, AttributeError, ValueError):
+        pass  # a shape the schema already named
+    return problems
+
+
+def _unknown(where: str, template: Any, allowed: set[str]) -> list[str]:
+    unknown = placeholders(template) - allowed
+    return [f"{where}: unknown placeholder(s) {sorted(unknown)}; known here: {sorted(allowed)}"] if unknown else []
+
+
+def _semantic_problems(raw: dict, path: Path) -> list[str]:
+    """What the JSON Schema cannot say: placeholders, cross references, schema files."""
+    problems: list[str] = []
+    settings = set(raw.get("settings") or {})
+    run = raw.get("run") or {}
+    connect = raw.get("connect") or {}
+    problems += _unknown("run/start", run.get("start"), RUN_PLACEHOLDERS | settings)
+    if isinstance(run.get("reply"), dict):
+        problems += _unknown("run/reply", {k: v for k, v in run["reply"].items() if k != "run_id"},
+                             COMMAND_PLACEHOLDERS | settings)
+    problems += _unknown("connect/url", connect.get("url", ""), CONNECT_PLACEHOLDERS | settings)
+    for n, sub in enumerate(connect.get("subprotocols", [])):
+        problems += _unknown(f"connect/subprotocols/{n}", sub, {"token"})
+    for n, step in enumerate(connect.get("prepare", [])):
+        problems += _unknown(f"connect/prepare/{n}", step, {"thread_id"} | settings)
+    for n, step in enumerate(connect.get("setup", [])):
+        problems += _unknown(f"connect/setup/{n}", step, COMMAND_PLACEHOLDERS | settings)
+    problems += _unknown("auth_service/body", (raw.get("auth_service") or {}).get("body", {}), AUTH_PLACEHOLDERS)
+    beat = (raw.get("frames") or {}).get("heartbeat")
+    if isinstance(beat, dict):
+        problems += _unknown("frames/heartbeat/reply", beat.get("reply"), settings)
+    auth = connect.get("auth", [])
+    if "subprotocol" in auth and not any("{token}" in s for s in connect.get("subprotocols", [])):
         problems.append("connect/subprotocols: subprotocol auth needs one subprotocol carrying {token}, "
                         "e.g. [\"jwt-auth\", \"jwt.{token}\"]")
-    if run.get("reply") and run["correlation"] != "connection":
+    if run.get("reply") and run.get("correlation") != "connection":
         problems.append("run/reply: a run id from the reply needs run/correlation 'connection'")
-    fields = raw["events"]["fields"]
-    key = raw["events"]["tool_call_key"]
-    if key not in fields and key != "tool_name":
+    events = raw.get("events") or {}
+    fields = events.get("fields") or {}
+    key = events.get("tool_call_key")
+    if key is not None and key not in fields and key != "tool_name":
         problems.append(f"events/tool_call_key: '{key}' is not one of events/fields ({', '.join(sorted(fields))})")
     for name in run.get("event_ids", []):
         if name not in fields:
             problems.append(f"run/event_ids: '{name}' has no path in events/fields")
-    mapped = {r["role"] for r in raw["events"]["roles"]}
-    for role in raw["rules"].get("required_roles", []):
+    mapped = {r.get("role") for r in events.get("roles", []) if isinstance(r, dict)}
+    for role in (raw.get("rules") or {}).get("required_roles", []):
         if role not in mapped:
             problems.append(f"rules/required_roles: role '{role}' is not given by any events/roles matcher")
     for role in ("started", "completed"):
         if role not in mapped:
             problems.append(f"events/roles: no matcher gives the role '{role}': a run could never start or end")
-    schemas = raw["schemas"]
-    if isinstance(schemas, dict) and "dir" in schemas:
+    schemas = raw.get("schemas")
+    if isinstance(schemas, dict) and isinstance(schemas.get("dir"), str) and isinstance(schemas.get("by_type"), dict):
         folder = _schema_dir(schemas["dir"], path)
         if not folder.is_dir():
             problems.append(f"schemas/dir: folder '{schemas['dir']}' does not exist (looked in {SCHEMAS} and "

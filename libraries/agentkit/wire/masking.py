@@ -120,6 +120,11 @@ class _RedactingFilter(logging.Filter):
         clean = REDACTOR.redact(message)
         if clean != message:
             record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            # Handlers format the traceback later, unmasked: format it now, masked.
+            record.exc_text = REDACTOR.redact(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = REDACTOR.redact(record.stack_info)
         return True
 
 

@@ -37,6 +37,17 @@ class ToolCall:
                 else round((self.end_s - self.start_s) * 1000, 1)}
 
 
+def _json_or_text(text: str) -> Any:
+    """A result that travels as JSON text (an object, a list or a quoted string) as its value;
+    any other text (a bare number included: "5" may be meant as text) stays text."""
+    if text[:1] not in '[{"':
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _parse_arguments(text: str) -> Any:
     if not text:
         return None
@@ -113,8 +124,21 @@ class RunRecord:
 
     @property
     def succeeded(self) -> bool:
+        """Ended well: the first terminal event completes the run and no error followed it
+        (AG-UI: a late ``RUN_ERROR`` after ``RUN_FINISHED`` turns the run into a failure), and
+        it was not cancelled (``RUN_FINISHED`` with outcome ``cancelled``)."""
         term = self.terminal
-        return term is not None and term.role == "completed"
+        if term is None or term.role != "completed" or term.field("outcome") == "cancelled":
+            return False
+        return not any(e.role == "error" for e in self.after_end)
+
+    @property
+    def failure(self) -> Event | None:
+        """The error event that decides a run that did not succeed (a late one included)."""
+        term = self.terminal
+        if term is not None and term.role == "error":
+            return term
+        return next((e for e in self.after_end if e.role == "error"), None)
 
     def at(self, event: Event) -> str:
         return f"{event.type} (#{event.seq}) at {self.rel(event):.3f}s"
@@ -166,7 +190,7 @@ class RunRecord:
                     call.error = e.field("error")
                 call.result = e.field("result") if role == "tool_completed" else None
                 if isinstance(call.result, str) and key_field != "tool_name":
-                    call.result = _parse_arguments(call.result) if call.result[:1] in "[{" else call.result
+                    call.result = _json_or_text(call.result)  # results that travel as JSON text (AG-UI content)
         for call in calls:
             if call.arguments is None and call.arguments_text:
                 call.arguments = _parse_arguments(call.arguments_text)

@@ -18,7 +18,7 @@ from typing import Any
 
 from .dialect import Dialect
 from .event import Event
-from .paths import Matcher, render
+from .paths import Matcher, get_path, render
 from .run import RunRecord
 from .spec import mask_subprotocol
 
@@ -168,6 +168,12 @@ class AgentSession:
                 self.foreign.append(event)
             else:
                 run.events.append(event)
+                # Stamped with another user: foreign whatever run it names (and a rule 4 violation of it).
+                if self.user_id is not None and event.user_id is not None and str(event.user_id) != self.user_id:
+                    self.foreign.append(event)
+            return []
+        if not self.accepted and self.refusal_frame is None and self.dialect.is_refusal_frame(event.message):
+            self.refusal_frame = event
             return []
         control = event.control
         if control == "heartbeat":
@@ -177,9 +183,6 @@ class AgentSession:
                 self.welcome = event
             return []
         if control in ("reply", "error") and self._answer_command(event):
-            return []
-        if control == "error" and not self.accepted and self.dialect.is_refusal_frame(event.message):
-            self.refusal_frame = event
             return []
         if control is None:
             self.unmatched.append(event)
@@ -243,8 +246,8 @@ class AgentSession:
                 command.answer = event
                 if command.run is not None:
                     path = self.dialect.spec["run"].get("reply", {}).get("run_id")
-                    if path:
-                        command.run.server_run_id = event.field(path)
+                    if path:  # a path into the reply itself, not a dialect field
+                        command.run.server_run_id = get_path(event.message, path)
                     command.run.reply = event
                 return True
             if command.error is not None and command.error(event.message):
@@ -334,7 +337,8 @@ class AgentSession:
             return None
         lines = []
         if strangers:
-            kinds = sorted({(e.type or ("<binary>" if e.binary else "<not json>")) for e in strangers})
+            kinds = sorted({(e.type or ("<binary>" if e.binary else "<no type>" if e.is_json_object else "<not json>"))
+                            for e in strangers})
             keys = sorted({k for e in strangers if e.is_json_object for k in e.message})
             lines.append(f"{len(strangers)} frame(s) arrived that dialect '{self.dialect.name}' does not classify: "
                          f"types {kinds}" + (f", keys {keys[:20]}" if keys else ""))
