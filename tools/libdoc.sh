@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Libdoc HTML for every keyword library: one page per libraries/*.py in docs/libdoc/
-# (git-ignored). Run from anywhere, in the project's virtual environment:
+# Libdoc HTML for every keyword library and resource file: one page per libraries/*.py
+# and per resources/*.resource (agent_chat.resource: the plain-language keywords the
+# suites use) in docs/libdoc/ (git-ignored). Run from anywhere, in the project's
+# virtual environment:
 #
-#     tools/libdoc.sh              # writes docs/libdoc/<Library>.html
+#     tools/libdoc.sh              # writes docs/libdoc/<Library>.html and <resource>.html
 #     tools/libdoc.sh OUTPUT_DIR   # writes there instead
 #
-# Fails (exit 1) if any library does not build, or if libdoc prints anything but the
-# path it wrote: a warning (e.g. an argument type it cannot document) is a doc bug too.
+# Fails (exit 1) if any library or resource does not build, or if libdoc prints anything
+# but the path it wrote: a warning (e.g. an argument type it cannot document) is a doc bug too.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/docs/libdoc}"
 python="${PYTHON:-python}"
 mkdir -p "$out"
 status=0
-for lib in "$root"/libraries/*.py; do
-    name="$(basename "$lib" .py)"
+for source in "$root"/libraries/*.py "$root"/resources/*.resource; do
+    [ -e "$source" ] || continue
+    name="$(basename "$source")"
+    name="${name%.*}"
     target="$out/$name.html"
-    if ! messages="$("$python" -m robot.libdoc --pythonpath "$root/libraries" "$lib" "$target" 2>&1)"; then
+    if ! messages="$("$python" -m robot.libdoc --pythonpath "$root/libraries" "$source" "$target" 2>&1)"; then
         echo "FAIL $name:" >&2
         echo "$messages" >&2
         status=1

@@ -4,7 +4,7 @@ no open connection: the libraries keep these per Robot process, so tests must no
 import pytest
 
 from AgentSessions import AgentSessions
-from agentkit import dialect as dialects
+from agentkit.wire import dialect as dialects
 from agentkit import target as targets
 
 

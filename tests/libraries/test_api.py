@@ -10,15 +10,13 @@ import pytest
 from AgentApi import AgentApi
 from AgentAuth import AgentAuth
 from agentkit import target as targets
-from agentkit.masking import reveal
-from agentkit.target import Target
+from agentkit.wire.masking import reveal
+from agentkit.target import ConfigurationError, Target
 
 
 @pytest.fixture
 def api():
-    lib = AgentApi()
-    yield lib
-    lib.close()
+    return AgentApi()
 
 
 @pytest.fixture
@@ -65,10 +63,17 @@ def test_unhealthy_backend_fails_with_the_status(api, backend_factory):
         api.get_agent_api("/api/health", token, base_url=sick.url)
 
 
-def test_no_base_url_and_unreachable_backend(api):
-    with pytest.raises(ValueError, match=r"No backend URL: pass base_url=\.\.\. or resolve a target first"):
+def test_no_base_url_and_unreachable_backend(api, monkeypatch):
+    # Without base_url the target is resolved on first use: the configured one, never a guess.
+    monkeypatch.setenv("E2E_TARGET", "staging")
+    for name in ("E2E_BACKEND_URL", "E2E_WS_URL", "E2E_AUTH_URL", "E2E_JWT_SECRET", "E2E_OAUTH_SIMULATION_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigurationError, match=r"^Configuration invalid for target 'staging' \(2 problems\); nothing "
+                                                 r"was connected:\n- E2E_BACKEND_URL is not set\n"):
         api.get_agent_api("/api/health", "t")
-    with pytest.raises(AssertionError, match=r"GET http://127\.0\.0\.1:9/api/health failed before any answer"):
+    assert targets.current() is None
+    with pytest.raises(AssertionError, match=r"^GET http://127\.0\.0\.1:9/api/health: cannot connect to 127\.0\.0\.1:9 "
+                                             r"\(connection refused: nothing listens on that port\)\."):
         api.get_agent_api("/api/health", "t", base_url="http://127.0.0.1:9", timeout=timedelta(seconds=2))
 
 

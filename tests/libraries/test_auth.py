@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from datetime import timedelta
@@ -14,11 +15,13 @@ import pytest
 from assertionengine import AssertionOperator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from robot.api import SkipExecution
 from robot.api.types import Secret
 
 from AgentAuth import AgentAuth
 from agentkit import target as targets
-from agentkit.masking import reveal
+from agentkit.wire import dialect as dialects
+from agentkit.wire.masking import reveal
 from agentkit.target import Target
 
 
@@ -66,8 +69,12 @@ def test_test_token_signs_with_the_resolved_targets_secret(auth, backend):
     assert claims["email"] == "carol@example.com"
 
 
-def test_test_token_without_any_secret_names_what_is_missing(auth):
-    with pytest.raises(ValueError, match=r"No JWT secret: pass secret=\.\.\. .* E2E_JWT_SECRET"):
+def test_test_token_without_any_secret_names_what_is_missing(auth, backend):
+    # No target resolved would resolve one on first use (the local one, which has a secret): a
+    # target that only has a simulation key is where no secret can be found.
+    targets.set_current(Target("staging", backend.url, backend.ws_url, backend.url, simulation_key="k" * 24))
+    with pytest.raises(ValueError, match=r"^No JWT secret: pass secret=\.\.\. \(a Secret\) or resolve a target whose "
+                                         r"E2E_JWT_SECRET is set\.$"):
         auth.create_test_token("alice")
 
 
@@ -249,14 +256,20 @@ def test_accepted_simulation_key_fails_the_refusal_check(auth, backend):
 
 
 def test_auth_service_without_url_or_key_names_the_missing_setting(auth, backend):
-    with pytest.raises(ValueError, match="No auth service URL: pass auth_url=... or resolve a target"):
+    # A target without an auth URL has no auth service: the keyword skips, saying why (a target is
+    # resolved on first use, so "no target" is no longer a case of its own).
+    targets.set_current(Target("staging", backend.url, backend.ws_url, None, jwt_secret=backend.jwt_secret))
+    with pytest.raises(SkipExecution, match=r"^target 'staging' has no auth service \(E2E_AUTH_URL is not set\)$"):
         auth.get_token_from_auth_service("qa@example.com")
+    targets.set_current(None)
     with pytest.raises(ValueError, match="No simulation key: pass simulation_key=... or set E2E_OAUTH_SIMULATION_KEY"):
         auth.get_token_from_auth_service("qa@example.com", auth_url=backend.url)
 
 
 def test_unreachable_auth_service_is_named(auth, backend):
-    with pytest.raises(AssertionError, match=r"Cannot reach the auth service at http://127\.0\.0\.1:9/auth/e2e/test-auth"):
+    with pytest.raises(AssertionError, match=r"^POST http://127\.0\.0\.1:9/auth/e2e/test-auth \(the auth service's "
+                                             r"test-auth endpoint\): cannot connect to 127\.0\.0\.1:9 \(connection "
+                                             r"refused: nothing listens on that port\)\."):
         auth.get_token_from_auth_service("qa@example.com", auth_url="http://127.0.0.1:9", simulation_key="k",
                                          timeout=timedelta(seconds=2))
 
@@ -287,17 +300,19 @@ def test_valid_token_fails_the_refusal_check(auth, sessions, backend):
     with pytest.raises(AssertionError) as err:
         sessions.handshake_should_be_refused(token, url=backend.ws_url)
     text = str(err.value)
-    assert "Expected the handshake to be REFUSED (HTTP 403), but the server ACCEPTED it: HTTP 101" in text
-    assert "first frame: connection_id=ws_" in text and "system_message" in text
+    assert text.startswith("Expected the handshake to be REFUSED (HTTP 403), but the server ACCEPTED it: "
+                           "system_message (#1) arrived (subprotocol 'jwt-auth'). ")
+    assert re.search(r"#1 +system_message +connection_id=ws_\w+ user_id=alice", text)  # the welcome, in the timeline
     assert "A bad token that is accepted is a security failure, not a pass." in text
     assert reveal(token) not in text
 
 
 def test_accepted_expired_token_fails_the_refusal_check(auth, sessions, accept_expired):
     token = auth.create_expired_token("mallory", secret=accept_expired.jwt_secret)
-    with pytest.raises(AssertionError, match=r"(?s)but the server ACCEPTED it: HTTP 101, subprotocol 'jwt-auth'; "
-                                             r"first frame: connection_id=ws_\w+ user_id=mallory\. "
-                                             r"A bad token that is accepted is a security failure"):
+    with pytest.raises(AssertionError, match=r"(?s)but the server ACCEPTED it: system_message \(#1\) arrived "
+                                             r"\(subprotocol 'jwt-auth'\)\. A bad token that is accepted is a security "
+                                             r"failure, not a pass\.\n.*#1 +system_message +connection_id=ws_\w+ "
+                                             r"user_id=mallory"):
         sessions.handshake_should_be_refused(token, url=accept_expired.ws_url)
     # the fault skips only the expiry check: a wrong signature is still refused there
     assert sessions.handshake_should_be_refused(auth.create_wrongly_signed_token("mallory"),
@@ -312,7 +327,7 @@ def test_refusal_with_an_unexpected_status_names_both(auth, sessions, backend):
 
 
 def test_refusal_check_against_nothing_listening_is_not_a_pass(sessions):
-    with pytest.raises(AssertionError, match=r"Expected a refusal with HTTP 403, but the handshake could not be "
+    with pytest.raises(AssertionError, match=r"^Expected a refusal \(HTTP 403\), but the handshake could not be "
                                              r"attempted: Cannot connect to ws://127\.0\.0\.1:9/ws"):
         sessions.handshake_should_be_refused("t", url="ws://127.0.0.1:9/ws", timeout=timedelta(seconds=2))
 
@@ -329,6 +344,8 @@ def test_good_token_connects_in_every_auth_transport(auth, sessions, backend, mo
 
 
 # --- the policy-close refusal variant (a backend that accepts, then closes 1008) -------------
+# What counts as a refusal is the dialect's (connect.refusal): the default wire refuses with HTTP
+# 403 only; the netra wire also by an AUTH_FAILED frame and a close with a policy code.
 @pytest.fixture
 def policy_close_server():
     from websockets.sync.server import serve
@@ -337,7 +354,10 @@ def policy_close_server():
         ws.send(json.dumps({"type": "error_message", "error_code": "AUTH_FAILED", "message": "bad token"}))
         ws.close(1008, "auth failed")
 
-    server = serve(handler, "127.0.0.1", 0, subprotocols=["jwt-auth"])
+    def select(connection, offered):  # select what the client offered first (jwt-auth, or netra's jwt.<t>)
+        return offered[0] if offered else None
+
+    server = serve(handler, "127.0.0.1", 0, select_subprotocol=select)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws"
@@ -345,17 +365,25 @@ def policy_close_server():
     thread.join(5)
 
 
-def test_policy_close_before_welcome_counts_as_refusal_when_allowed(sessions, policy_close_server):
-    assert sessions.handshake_should_be_refused("bad", url=policy_close_server, policy_close=True) \
-        == "closed with code 1008 before the welcome"
+def test_policy_close_before_welcome_counts_as_refusal_when_the_dialect_says_so(sessions, policy_close_server):
+    dialects.use("netra")
+    assert sessions.handshake_should_be_refused("bad", url=policy_close_server) \
+        == "closed with code 1008 before the welcome, after error='AUTH_FAILED'"
 
 
 def test_policy_close_is_not_a_refusal_by_default(sessions, policy_close_server):
-    with pytest.raises(AssertionError, match=r"(?s)but the server ACCEPTED it: HTTP 101.*first frame: .*AUTH_FAILED"):
+    with pytest.raises(AssertionError) as err:
         sessions.handshake_should_be_refused("bad", url=policy_close_server)
+    text = str(err.value)
+    assert text.startswith("Expected the handshake to be REFUSED (HTTP 403), but the server closed the connection "
+                           "with code 1008, not a refusal code (subprotocol 'jwt-auth'). ")
+    assert re.search(r"#1 +error_message .*AUTH_FAILED", text)  # the frame the server sent is shown
 
 
 def test_policy_close_with_another_code_is_not_a_refusal(sessions, policy_close_server):
-    with pytest.raises(AssertionError, match=r"or close \[4000\] before the welcome\), but the server ACCEPTED it"):
-        sessions.handshake_should_be_refused("bad", url=policy_close_server, policy_close=True, close_codes=[4000],
+    dialects.use("netra")
+    with pytest.raises(AssertionError, match=r"^Expected the handshake to be REFUSED \(HTTP 401/403 or a close with "
+                                             r"\[4000\] before the welcome\), but the server closed the connection "
+                                             r"with code 1008, not a refusal code"):
+        sessions.handshake_should_be_refused("bad", url=policy_close_server, close_codes=[4000],
                                              timeout=timedelta(seconds=3))

@@ -1,4 +1,4 @@
-"""The fan-out engine (agentkit.engine) and its keyword library (AgentConcurrency).
+"""The fan-out engine (agentkit.transports.fanout) and its keyword library (AgentConcurrency).
 
 Against the reference backend as a real child process (healthy and with faults), plus a
 small in-test ``websockets`` server for the variants the reference backend does not
@@ -8,6 +8,7 @@ speak (server heartbeat pings, refusal by policy close, an event that breaks its
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import os
@@ -15,7 +16,7 @@ import signal
 import textwrap
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import jwt
@@ -24,11 +25,14 @@ import pytest
 from websockets.asyncio.server import serve
 
 from AgentConcurrency import AgentConcurrency
-from agentkit.dialect import current
-from agentkit.engine import EngineError, EngineSettings, SessionRun, percentile, run_sessions
-from agentkit.event import Event
-from agentkit.process import wait_until
-from agentkit.rules import schema_errors, schema_valid
+from agentkit import target as targets
+from agentkit.target import ConfigurationError
+from agentkit.wire.dialect import current
+from agentkit.rules.schemas import event_errors, schema_valid
+from agentkit.stats import percentile
+from agentkit.transports.fanout import EngineError, EngineSettings, SessionRun, run_sessions
+from agentkit.transports.process import wait_until
+from agentkit.wire.event import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +115,7 @@ def test_timeouts_are_counted_and_do_not_hang(backend_factory):
     elapsed = time.monotonic() - started
     assert stats["timeouts"] == 10 and stats["failed"] == 10 and stats["errors"] == 0, stats
     assert elapsed < 6, f"10 sessions with a 1 s budget took {elapsed:.1f}s"
-    assert "timed out after 1s before the run ended" in stats["first_errors"][0]
+    assert "timed out after the session budget of 1s before the run ended" in stats["first_errors"][0]
 
 
 def test_leak_gives_isolation_violations_and_thresholds_fail_readably(backend_factory):
@@ -193,14 +197,20 @@ def test_bad_engine_arguments_are_named(kwargs, expected):
     assert engine_threads() == []
 
 
-def test_bad_keyword_arguments_are_named():
+def test_bad_keyword_arguments_are_named(monkeypatch):
     lib = AgentConcurrency()
     with pytest.raises(ValueError, match="WebSocket URL 'localhost:8000' is not valid"):
         lib.run_concurrent_sessions(5, ws_url="localhost:8000", jwt_secret="x" * 32)
     with pytest.raises(ValueError, match="concurrency must be a whole number of at least 1, got 0"):
         lib.run_concurrent_sessions(5, concurrency=0, ws_url="ws://127.0.0.1:9/ws", jwt_secret="x" * 32)
-    with pytest.raises(ValueError, match="No WebSocket URL given and no target resolved"):
+    # no ws_url: the target is resolved on first use, the configured one (never a localhost guess)
+    monkeypatch.setenv("E2E_TARGET", "staging")
+    for name in ("E2E_BACKEND_URL", "E2E_WS_URL", "E2E_AUTH_URL", "E2E_JWT_SECRET", "E2E_OAUTH_SIMULATION_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigurationError, match=r"^Configuration invalid for target 'staging' \(2 problems\); nothing "
+                                                 r"was connected:\n- E2E_BACKEND_URL is not set\n"):
         lib.run_concurrent_sessions(5)
+    assert targets.current() is None and engine_threads() == []
     with pytest.raises(ValueError, match="needs a JWT secret"):
         lib.run_concurrent_sessions(5, ws_url="ws://127.0.0.1:9/ws")
     with pytest.raises(ValueError, match="Statistics lack"):
@@ -300,11 +310,14 @@ def test_progress_is_printed_for_long_runs(backend_factory, capfd):
 class FakeServer:
     """A websockets server in its own loop thread. ``mode``: ``heartbeat`` (sends a server
     ping mid-run and continues only after the pong), ``policy-close`` (auth error frame,
-    then close 1008), ``bad-schema`` (agent_started without data.agent_name), ``agent-error``
-    (the run ends with agent_error)."""
+    then close 1008), ``bad-schema`` (agent_started without its agent name), ``agent-error``
+    (the run ends with agent_error). ``wire``: ``default`` (docs/protocol.md) or ``netra``
+    (base64url token in ``jwt.<t>``, a welcome with a truncated user id, flat events with ISO
+    timestamps): the server heartbeat and the refusal by policy close are that wire's."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, wire: str = "default") -> None:
         self.mode = mode
+        self.wire = wire
         self.pongs = 0
         self.extensions: list[str] = []  # what each client offered in Sec-WebSocket-Extensions
         self.port: int | None = None
@@ -332,25 +345,46 @@ class FakeServer:
 
     async def _serve(self) -> None:
         self._stop = self._loop.create_future()
-        async with serve(self._handler, "127.0.0.1", 0, subprotocols=["jwt-auth"]) as server:
+
+        def select(connection, offered):  # jwt-auth on the default wire; netra echoes its jwt.<t>
+            return offered[0] if offered else None
+
+        async with serve(self._handler, "127.0.0.1", 0, select_subprotocol=select) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop
 
-    async def _handler(self, ws) -> None:
-        self.extensions.append(ws.request.headers.get("Sec-WebSocket-Extensions", ""))
+    def _user(self, ws) -> str:
         offered = ws.request.headers.get("Sec-WebSocket-Protocol", "")
         token = next(p.strip()[4:] for p in offered.split(",") if p.strip().startswith("jwt."))
-        user = jwt.decode(token, options={"verify_signature": False})["sub"]
+        if self.wire == "netra":
+            token = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        return jwt.decode(token, options={"verify_signature": False})["sub"]
+
+    def _welcome(self, user: str) -> str:
+        if self.wire == "netra":
+            return json.dumps({"type": "connection_established", "timestamp": time.time(),
+                               "data": {"mode": "main", "user_id": user[:8] + "...", "connection_id": "ws_fake"}})
+        return json.dumps({"type": "system_message", "data": {"event": "connection_established",
+                                                              "connection_id": "ws_fake", "user_id": user}})
+
+    async def _handler(self, ws) -> None:
+        self.extensions.append(ws.request.headers.get("Sec-WebSocket-Extensions", ""))
+        user = self._user(ws)
         if self.mode == "policy-close":
             await ws.send(json.dumps({"type": "error_message", "error_code": "AUTH_FAILED"}))
             await ws.close(1008, "auth failed")
             return
-        await ws.send(json.dumps({"type": "connection_established", "data": {"user_id": user}}))
+        await ws.send(self._welcome(user))
         msg = json.loads(await ws.recv())
         run_id, thread_id = msg["payload"]["run_id"], msg["payload"]["thread_id"]
 
         def ev(kind: str, **data) -> str:
+            if self.wire == "netra":  # flat, ISO timestamps; the details under their netra names
+                names = {"thought": "reasoning", "result": "final_response"}
+                return json.dumps({"type": kind, "run_id": run_id, "thread_id": thread_id, "user_id": user,
+                                   "timestamp": datetime.now(timezone.utc).isoformat(),
+                                   **{names.get(k, k): v for k, v in data.items()}})
             return json.dumps({"type": kind, "run_id": run_id, "thread_id": thread_id, "user_id": user,
                                "timestamp": time.time(), "data": data})
 
@@ -372,18 +406,32 @@ class FakeServer:
 
 
 def test_server_heartbeat_is_answered_and_kept_out_of_the_run():
-    with FakeServer("heartbeat") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=8, concurrency=8, session_timeout=5)
+    # the heartbeat is the netra wire's (the default wire has none: docs/protocol.md, "Variants")
+    with FakeServer("heartbeat", wire="netra") as server:
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=8, concurrency=8, session_timeout=5,
+                             dialect="netra")
     assert stats["successful"] == 8 and stats["rule_violations"] == 0, stats
     assert server.pongs == 8
     assert stats["events_received"] == 8 * 5  # welcome, started, ping, thinking, completed
 
 
 def test_policy_close_before_welcome_is_auth_rejected():
-    with FakeServer("policy-close") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=5, concurrency=5, session_timeout=5)
+    # what a refusal looks like is the dialect's: the netra wire refuses by an AUTH_FAILED frame and a policy close
+    with FakeServer("policy-close", wire="netra") as server:
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=5, concurrency=5, session_timeout=5,
+                             dialect="netra")
     assert stats["auth_rejected"] == 5 and stats["errors"] == 0, stats
-    assert "closed with code 1008 before the welcome frame" in stats["first_errors"][0]
+    assert ("closed with code 1008 (auth failed) before the welcome, after error='AUTH_FAILED'"
+            in stats["first_errors"][0]), stats["first_errors"]
+
+
+def test_policy_close_is_not_a_refusal_on_the_default_wire():
+    # the default wire refuses with HTTP 403 only: a close before the welcome is an error, not a refusal
+    with FakeServer("policy-close") as server:
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3, session_timeout=5)
+    assert stats["errors"] == 3 and stats["auth_rejected"] == 0, stats
+    assert "connection closed before the welcome frame: connection closed by the server, code 1008 (auth failed)" \
+        in stats["first_errors"][0], stats["first_errors"]
 
 
 def test_schema_violation_is_reported_with_jsonschema_message():
@@ -437,17 +485,27 @@ def _mutations(msg: dict):
 
 
 def test_fast_schema_verdict_agrees_with_jsonschema():
-    """rules.schema_valid (fastjsonschema) decides; jsonschema explains. They must agree."""
+    """rules.schemas decides with one verdict (schema_valid is "no event_errors"); it must agree
+    with jsonschema itself (formats checked) on the schema file of each event, for valid events
+    and for hundreds of broken variants of them."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
     dialect = current()
+    by_type = dialect.schemas["by_type"]
+    folder = ROOT / "resources" / "schemas" / dialect.schemas["dir"]
+    plain = {name: Draft202012Validator(json.loads((folder / file).read_text(encoding="utf-8")),
+                                        format_checker=FormatChecker()) for name, file in by_type.items()}
     checked = rejected = 0
     for msg in _sample_events():
-        assert schema_valid(Event.from_text(1, 0.0, "c", json.dumps(msg), dialect)), msg
+        event = Event.from_text(1, 0.0, "c", json.dumps(msg), dialect)
+        assert schema_valid(event) and event_errors(event) == [], msg
         for variant in _mutations(msg):
-            if not isinstance(variant.get("type"), str) or variant["type"] not in dialect.schemas:
+            if not isinstance(variant.get("type"), str) or variant["type"] not in by_type:
                 continue
             event = Event.from_text(1, 0.0, "c", json.dumps(variant), dialect)
-            errors = schema_errors(event)
+            errors = event_errors(event)
             assert schema_valid(event) == (not errors), (variant, errors)
+            assert plain[variant["type"]].is_valid(variant) == (not errors), (variant, errors)
             checked += 1
             rejected += bool(errors)
     assert checked > 200 and rejected > 100

@@ -13,10 +13,10 @@ from assertionengine import AssertionOperator
 
 from AgentAuth import AgentAuth
 from AgentEvents import AgentEvents
-from agentkit import dialect as dialects
+from agentkit.wire import dialect as dialects
 from agentkit import target as targets
-from agentkit.event import Event
-from agentkit.rules import RunRecord
+from agentkit.wire.event import Event
+from agentkit.wire.run import RunRecord
 
 LIFECYCLE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"]
 
@@ -104,7 +104,9 @@ def test_run_getters_with_assertion_operators(sessions, events, backend):
     with pytest.raises(AssertionError, match=r"Field 'data.tool_name' of tool_executing 'search_docs' \(str\) should "
                                              r"be 'fetch_url' \(str\)"):
         events.get_event_field(tool, "data.tool_name", AssertionOperator["=="], "fetch_url")
-    with pytest.raises(AssertionError, match=r"Event has no field 'data.nope': \{'type': 'tool_executing'"):
+    with pytest.raises(AssertionError, match=r"^No field 'data\.nope' in 'tool_executing'; the event has: data, "
+                                             r"run_id, thread_id, timestamp, type, user_id: "
+                                             r"\{'type': 'tool_executing'"):
         events.get_event_field(tool, "data.nope")
 
 
@@ -112,8 +114,9 @@ def test_events_in_order_failure_names_the_missing_one(sessions, events, backend
     run = one_run(sessions, backend)
     with pytest.raises(AssertionError) as err:
         events.run_should_contain_events_in_order(run, "agent_started", "agent_completed", "tool_executing")
-    assert str(err.value).startswith("Expected ['agent_started', 'agent_completed', 'tool_executing'] in this order; "
-                                     "'tool_executing' is missing after position 6. Got ['agent_started', ")
+    assert str(err.value).startswith("- Rule 1 (start and end) violated: expected ['agent_started', 'agent_completed', "
+                                     "'tool_executing'] in this order; 'tool_executing' is missing after position 6. "
+                                     "Got ['agent_started (started)', ")
 
 
 def test_whole_run_budget_failure_names_the_duration(sessions, events, backend):
@@ -143,12 +146,12 @@ def test_drop_tool_completed_breaks_rule_3(sessions, events, faulty):
     with pytest.raises(AssertionError) as err:
         events.tool_calls_should_be_paired(run)
     text = str(err.value)
-    assert text.startswith("- Rule 3 (tool pairing) violated: expected tool_completed for 'search_docs' after "
+    assert text.startswith("- Rule 3 (pairing) violated: expected tool_completed for 'search_docs' after "
                            "tool_executing at 0.")
     assert "; the run ended with agent_completed (#6) at" in text
     marked = [line for line in text.splitlines() if line.startswith("->")]
     assert len(marked) == 1 and "tool_executing" in marked[0]  # the timeline points at the unpaired call
-    with pytest.raises(AssertionError, match=r"^- Rule 3 \(tool pairing\) violated"):
+    with pytest.raises(AssertionError, match=r"^- Rule 3 \(pairing\) violated"):
         events.agent_run_should_complete_with_all_required_events(run)
     events.run_should_start_and_end_once(run)  # nothing else is broken
 
@@ -162,7 +165,7 @@ def test_drop_agent_completed_fails_collect_by_timeout_with_rule_1(sessions, eve
     assert time.perf_counter() - started < 2.0
     text = str(err.value)
     assert text.startswith(f"Rule 1 (start and end) violated: run {run['run_id']} did not end with "
-                           "agent_completed/agent_error: no terminal event within 0.5s. Events of the run:")
+                           "agent_completed, agent_error: no terminal event within 0.5s. Events of the run:")
     assert "agent_thinking" in text.splitlines()[-1]  # the last event that did arrive
     record = sessions.collect_agent_run(run, timeout=timedelta(seconds=0.1), allow_incomplete=True)
     assert record.ended == "timeout"
@@ -176,9 +179,9 @@ def test_reorder_breaks_rule_3_both_ways(sessions, events, faulty):
     with pytest.raises(AssertionError) as err:
         events.tool_calls_should_be_paired(run)
     lines = str(err.value).splitlines()
-    assert lines[0].startswith("- Rule 3 (tool pairing) violated: tool_completed (#4) at ")
+    assert lines[0].startswith("- Rule 3 (pairing) violated: tool_completed (#4) at ")
     assert lines[0].endswith("for tool 'search_docs' has no tool_executing before it.")
-    assert lines[1].startswith("- Rule 3 (tool pairing) violated: expected tool_completed for 'search_docs' after "
+    assert lines[1].startswith("- Rule 3 (pairing) violated: expected tool_completed for 'search_docs' after "
                                "tool_executing at ")
 
 
@@ -202,10 +205,13 @@ def test_leak_breaks_rule_5_on_the_other_users_connection(sessions, events, faul
     with pytest.raises(AssertionError) as err:
         events.connection_should_not_receive_foreign_events("alice")
     lines = str(err.value).splitlines()
-    assert lines[0] == (f"- Rule 5 (isolation) violated: connection 'alice' of user 'alice' received agent_started "
-                        f"(#2) of user 'bob', run '{run['run_id']}'.")
+    assert lines[0] == "Rule 5 (isolation) violated on 1 of 1 connection(s), 6 foreign event(s) in all:"
+    assert lines[1] == "Connection 'alice': 6 foreign event(s)"
+    assert lines[2] == (f"- Rule 5 (isolation) violated: connection 'alice' of user 'alice' received agent_started "
+                        f"(#2) of user 'bob', run '{run['run_id']}', thread '{run['thread_id']}', an event of a run "
+                        f"this connection never started.")
     assert len([line for line in lines if line.startswith("- Rule 5")]) == 6
-    assert "Frames on 'alice':" in err.value.args[0]
+    assert "Frames on 'alice' (-> foreign):" in err.value.args[0]
 
 
 def test_wrong_run_id_breaks_rule_4(sessions, events, faulty):
@@ -232,8 +238,8 @@ def test_slow_first_event_breaks_rule_6(sessions, events, faulty):
 def test_close_mid_run_breaks_rule_1_on_the_close(sessions, events, faulty):
     run = one_run(sessions, faulty("close-mid-run"), timeout=20, allow_incomplete=True)
     with pytest.raises(AssertionError, match=r"^- Rule 1 \(start and end\) violated: expected exactly one terminal "
-                                             r"event .*; the connection closed \(code 1011\) at 0\.\d{3}s before the "
-                                             r"run ended\."):
+                                             r"event .*; the connection was closed by the server \(code 1011\) at "
+                                             r"0\.\d{3}s before the run ended\."):
         events.run_should_start_and_end_once(run)
 
 
@@ -254,7 +260,9 @@ def test_missing_thinking_breaks_rule_2(events):
 def test_missing_lifecycle_event_is_named(events):
     run = hand_made_run([m for m in GOOD if not m["type"].startswith("tool_")])
     with pytest.raises(AssertionError, match=r"^- Rule 1 \(start and end\) violated: required event\(s\) missing from "
-                                             r"the run: tool_executing, tool_completed;"):
+                                             r"the run: tool_executing, tool_completed \(rules\.required_roles of "
+                                             r"dialect 'default'\); got \['agent_started', 'agent_thinking', "
+                                             r"'agent_completed'\]\."):
         events.agent_run_should_complete_with_all_required_events(run, first_event=timedelta(seconds=1))
 
 
@@ -268,7 +276,8 @@ def test_event_after_the_terminal_breaks_rule_1(events):
 def test_two_terminal_events_break_rule_1(events):
     run = hand_made_run(GOOD + [envelope("agent_error", {"error": "boom"})])
     with pytest.raises(AssertionError, match=r"expected exactly one terminal event, got 2: agent_completed \(#6\) at "
-                                             r"0\.050s, agent_error \(#7\) at 0\.060s\."):
+                                             r"0\.050s, agent_error \(#7\) at 0\.060s \(the run listened 0s after its "
+                                             r"end\)\."):
         events.run_should_start_and_end_once(run)
 
 
@@ -298,9 +307,9 @@ def test_schema_violations_break_rule_7(events):
     with pytest.raises(AssertionError) as err:
         events.run_events_should_match_schemas(run)
     lines = str(err.value).splitlines()
-    assert lines[0] == ("- Rule 7 (schema) violated: agent_started (#2) at 0.010s does not match "
+    assert lines[0] == ("- Rule 7 (schema) violated: agent_started (#2) at 0.010s (run_id 'run_1') does not match "
                         "agent_started.schema.json: data: 'agent_name' is a required property")
-    assert lines[1] == ("- Rule 7 (schema) violated: tool_completed (#5) at 0.040s does not match "
+    assert lines[1] == ("- Rule 7 (schema) violated: tool_completed (#5) at 0.040s (run_id 'run_1') does not match "
                         "tool_completed.schema.json: data.duration_ms: -1 is less than the minimum of 0")
     with pytest.raises(AssertionError, match=r"^- Rule 7 \(schema\)"):
         events.agent_run_should_complete_with_all_required_events(run, first_event=timedelta(seconds=1))
@@ -309,14 +318,28 @@ def test_schema_violations_break_rule_7(events):
 
 
 # --- dialects ---------------------------------------------------------------------------------
+# A backend with other names for every role, flat events, and a chat_message that starts a run
+# (dialect format v2: resources/schemas/dialect.schema.json).
 VARIANT = {
     "name": "variant",
-    "events": {"started": ["run_started"], "thinking": ["reasoning"], "tool_executing": ["tool_call"],
-               "tool_completed": ["tool_result"], "completed": ["final_response"], "error": ["error_message"]},
-    "welcome": [{"type": "connection_established"}],
-    "fields": {"run_id": ["run_id"], "thread_id": ["thread_id"], "user_id": ["user_id", "data.user_id"],
-               "tool_name": ["tool"], "thought": ["reasoning"], "result": ["results", "final_response"]},
-    "user_message": {"type": "chat_message", "content": "content", "thread_id": "thread_id"},
+    "connect": {"auth": ["subprotocol"], "subprotocols": ["jwt-auth", "jwt.{token}"],
+                "subprotocol_selection": "jwt-auth", "refusal": {"http_status": [403]}},
+    "welcome": {"presence": "required", "match": [{"type": "connection_established"}], "identifies": "none"},
+    "run": {"start": {"type": "chat_message", "content": "{content}", "thread_id": "{thread_id}"},
+            "correlation": "ids", "event_ids": ["run_id", "thread_id", "user_id"]},
+    "events": {
+        "roles": [{"role": "started", "match": {"type": "run_started"}},
+                  {"role": "thinking", "match": {"type": "reasoning"}},
+                  {"role": "tool_executing", "match": {"type": "tool_call"}},
+                  {"role": "tool_completed", "match": {"type": "tool_result"}},
+                  {"role": "completed", "match": {"type": "final_response"}},
+                  {"role": "error", "match": {"type": "error_message"}}],
+        "fields": {"run_id": ["run_id"], "thread_id": ["thread_id"], "user_id": ["user_id", "data.user_id"],
+                   "tool_name": ["tool"], "thought": ["reasoning"], "result": ["results", "final_response"]},
+        "tool_call_key": "tool_name"},
+    "rules": {"set": "protocol", "thinking": "required",
+              "required_roles": ["started", "thinking", "tool_executing", "tool_completed", "completed"]},
+    "schemas": False,
 }
 
 
@@ -329,9 +352,9 @@ def test_alternative_dialect_maps_other_names_onto_the_roles(events, tmp_path):
     path.write_text(json.dumps(VARIANT), encoding="utf-8")
     assert events.use_event_dialect(str(path)) == "variant"
     d = dialects.current()
-    assert d.role("reasoning") == "thinking" and d.role("agent_thinking") is None
-    assert d.build_user_message("hi", "thread_1", "run_1") == {"type": "chat_message", "content": "hi",
-                                                               "thread_id": "thread_1"}
+    assert d.role_of({"type": "reasoning"}) == "thinking" and d.role_of({"type": "agent_thinking"}) is None
+    assert d.build_start("hi", "thread_1", "run_1", "msg_1", 1) == {"type": "chat_message", "content": "hi",
+                                                                    "thread_id": "thread_1"}
     run = hand_made_run([flat("run_started"), flat("reasoning", reasoning="plan"), flat("tool_call", tool="grep"),
                          flat("tool_result", tool="grep", results=[1]), flat("final_response", final_response="ok")])
     events.agent_run_should_complete_with_all_required_events(run, first_event=timedelta(seconds=1))
@@ -343,14 +366,14 @@ def test_alternative_dialect_maps_other_names_onto_the_roles(events, tmp_path):
         events.run_should_contain_thinking(broken)
     unpaired = hand_made_run([flat("run_started"), flat("reasoning"), flat("tool_call", tool="grep"),
                               flat("final_response")])
-    with pytest.raises(AssertionError, match=r"expected tool_completed for 'grep' after tool_executing at 0\.030s; "
+    with pytest.raises(AssertionError, match=r"expected tool_result for 'grep' after tool_call at 0\.030s; "
                                              r"the run ended with final_response \(#5\)"):
         events.tool_calls_should_be_paired(unpaired)
 
 
 def test_unknown_dialect_lists_the_built_in_ones(events):
-    with pytest.raises(ValueError, match=r"Dialect 'nope' not found: expected a file at .*nope\.json or one of the "
-                                         r"built-in dialects: default"):
+    with pytest.raises(ValueError, match=r"^Dialect 'nope' not found: expected a JSON file at .*nope\.json or one of "
+                                         r"the built-in dialects: ag-ui, default, langgraph, netra\.$"):
         events.use_event_dialect("nope")
     assert dialects.current().name == "default"
 
@@ -358,13 +381,39 @@ def test_unknown_dialect_lists_the_built_in_ones(events):
 def test_dialect_file_that_is_not_json_is_named(events, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"Dialect file {bad} is not readable JSON: Expecting property name"):
+    with pytest.raises(ValueError, match=rf"^Dialect file {bad} is not valid JSON: Expecting property name enclosed "
+                                         rf"in double quotes at line 1, column 2\.$"):
         events.use_event_dialect(str(bad))
 
 
 def test_invalid_dialect_names_missing_keys_and_unknown_roles(events, tmp_path):
+    """Every problem at once (the dialect file is checked against its JSON Schema): a missing
+    key and a role the kit does not know."""
+    raw = json.loads(json.dumps(VARIANT))
+    del raw["run"]
+    raw["events"]["roles"].append({"role": "pondering", "match": {"type": "p"}})
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"events": {"started": ["s"], "pondering": ["p"]}}), encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"Dialect file {bad} is invalid: missing keys \['fields', 'user_message'\]; "
-                                         r"unknown roles \['pondering'\], expected some of \['started', "):
+    bad.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError) as err:
         events.use_event_dialect(str(bad))
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"Dialect file {bad} is invalid (2 problems; see docs/dialects.md):"
+    assert lines[1] == "- <root>: 'run' is a required property"
+    assert lines[2].startswith("- events/roles/6/role: 'pondering' is not one of ['started', 'thinking', ")
+    assert len(lines) == 3
+    assert dialects.current().name == "default"
+
+
+def test_first_version_dialect_file_is_refused_naming_every_problem(events, tmp_path):
+    """A dialect in the first format (role -> names) is not silently half-read."""
+    bad = tmp_path / "old.json"
+    bad.write_text(json.dumps({"events": {"started": ["s"], "pondering": ["p"]}}), encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        events.use_event_dialect(str(bad))
+    text = str(err.value)
+    assert text.startswith(f"Dialect file {bad} is invalid (10 problems; see docs/dialects.md):\n")
+    for key in ("name", "connect", "welcome", "run", "rules", "schemas"):
+        assert f"- <root>: '{key}' is a required property" in text
+    assert "- events: Additional properties are not allowed ('pondering', 'started' were unexpected)" in text
+    for key in ("roles", "fields", "tool_call_key"):
+        assert f"- events: '{key}' is a required property" in text

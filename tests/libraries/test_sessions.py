@@ -4,6 +4,7 @@ run, closes, and each failure message (it names the value expected and what arri
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -11,9 +12,9 @@ import pytest
 
 from AgentAuth import AgentAuth
 from agentkit import target as targets
-from agentkit.client import REGISTRY
-from agentkit.masking import reveal
-from agentkit.rules import RunRecord
+from agentkit.transports.threaded import REGISTRY
+from agentkit.wire.masking import reveal
+from agentkit.wire.run import RunRecord
 from agentkit.target import Target
 
 SHORT = timedelta(seconds=0.5)
@@ -60,10 +61,22 @@ def test_connect_uses_the_resolved_targets_url_and_auth_mode(sessions, backend):
     assert info["url"] == backend.ws_url and info["subprotocol"] is None  # bearer: no subprotocol offered
 
 
-def test_connect_without_url_or_target_says_what_to_do(sessions):
-    with pytest.raises(ValueError, match=r"No WebSocket URL given and no target resolved: pass url=ws://\.\.\. or "
-                                         r"run 'Resolve Target'"):
-        sessions.connect_to_agent_websocket("t")
+def test_connect_without_url_or_target_resolves_the_target_on_first_use(sessions, monkeypatch):
+    """By design, a keyword that needs the target resolves it on first use (the local one
+    here: the embedded backend), so a single suite file runs as written."""
+    monkeypatch.delenv("E2E_TARGET", raising=False)
+    assert targets.current() is None
+    try:
+        token = AgentAuth().get_token_for_user("alice")  # resolves the target: nothing was resolved
+        target = targets.current()
+        assert target is not None and target.embedded and target.profile == "local"
+        sessions.connect_to_agent_websocket(token, alias="first-use")
+        info = sessions.get_connection_info("first-use")
+        assert info["url"] == target.ws_url and info["user_id"] == "alice" and info["subprotocol"] == "jwt-auth"
+    finally:
+        sessions.close_all_connections()
+        backend, code = targets.release()
+    assert backend is not None and not backend.alive()
 
 
 @pytest.mark.parametrize("url, message", [
@@ -96,8 +109,9 @@ def test_missing_welcome_fails_naming_it(sessions, backend_factory):
     quiet = backend_factory(faults=["no-connection-established"])
     token = token_for(quiet)
     started = time.perf_counter()
-    with pytest.raises(AssertionError, match=r"Expected connection_established as the first frame on 'q', "
-                                             r"no frame arrived within 0\.5s\.\n  \(no events\)"):
+    with pytest.raises(AssertionError, match=r"Expected the welcome frame \(\{\"type\": \"system_message\", "
+                                             r"\"data\.event\": \"connection_established\"\}\) as the first frame on "
+                                             r"'q', no frame arrived within 0\.5s\.\n  \(no events\)"):
         sessions.connect_to_agent_websocket(token, url=quiet.ws_url, alias="q", timeout=SHORT)
     assert time.perf_counter() - started < 3
     # without the welcome check the same server is usable: a ping is answered
@@ -171,7 +185,7 @@ def test_wait_for_event_fails_at_once_when_the_server_closes(sessions, close_mid
     sessions.send_user_message("hello")
     started = time.perf_counter()
     with pytest.raises(AssertionError, match=r"Expected a frame with type agent_completed on 'c'; the connection "
-                                             r"closed \(connection closed, code 1011\)"):
+                                             r"closed \(connection closed by the server, code 1011\)\. "):
         sessions.wait_for_event("agent_completed", timeout=timedelta(seconds=20))
     assert time.perf_counter() - started < 5
 
@@ -228,7 +242,8 @@ def test_collect_fails_at_once_when_the_connection_closes_mid_run(sessions, clos
     assert time.perf_counter() - started < 5  # on the close, not after the 20 s timeout
     text = str(err.value)
     assert text.startswith(f"Rule 1 (start and end) violated: run {run['run_id']} did not end with "
-                           "agent_completed/agent_error: the connection closed (connection closed, code 1011) at ")
+                           "agent_completed, agent_error: the connection was closed by the server (connection "
+                           "closed by the server, code 1011) at ")
     assert "agent_started" in text and "agent_thinking" in text  # the two events sent before the close
 
 
@@ -245,16 +260,19 @@ def test_server_close_is_detected_with_its_code(sessions, close_mid_run):
     sessions.connect_to_agent_websocket(token_for(close_mid_run), url=close_mid_run.ws_url, alias="c")
     sessions.send_user_message("hello")
     assert sessions.connection_should_be_closed_by_server(code=1011) == 1011
-    with pytest.raises(AssertionError, match=r"Expected 'c' to be open, but connection closed, code 1011"):
+    with pytest.raises(AssertionError, match=r"Expected 'c' to be open, but connection closed by the server, "
+                                             r"code 1011\.$"):
         sessions.connection_should_be_open()
-    with pytest.raises(ConnectionError, match=r"Connection 'c' is closed \(connection closed, code 1011\)"):
+    with pytest.raises(ConnectionError, match=r"Connection 'c' is closed \(connection closed by the server, "
+                                              r"code 1011\)"):
         sessions.send_ping()
 
 
 def test_close_code_mismatch_names_both(sessions, close_mid_run):
     sessions.connect_to_agent_websocket(token_for(close_mid_run), url=close_mid_run.ws_url, alias="c")
     sessions.send_user_message("hello")
-    with pytest.raises(AssertionError, match=r"Expected close code 1000 on 'c', got connection closed, code 1011"):
+    with pytest.raises(AssertionError, match=r"Expected close code 1000 on 'c', got connection closed by the server, "
+                                             r"code 1011\.$"):
         sessions.connection_should_be_closed_by_server(code=1000)
 
 
@@ -270,7 +288,10 @@ def test_close_connection_logs_every_frame_and_closes(sessions, alice, caplog):
     sessions.close_connection()
     # welcome, pong and the close (the server's answer, or the client's own when close() read the answer first)
     assert "All 3 frames received on &#x27;alice&#x27;" in caplog.text
-    assert "<td>&lt;close&gt;</td><td></td><td>connection closed, code " in caplog.text
+    # the client closed it: the close is the client's, with why (the code is the server's echo, or none when
+    # close() read the echo before the reader did)
+    assert re.search(r"<td>&lt;close&gt;</td>(<td></td>){5}<td>connection closed by the client, code (1000|None) "
+                     r"\(Close Connection\)</td>", caplog.text)
     assert sessions.get_connection_info("alice")["open"] is False
     with pytest.raises(ConnectionError, match="Connection 'alice' is closed"):
         sessions.send_ping("alice")
