@@ -5,6 +5,7 @@ The library documentation (what libdoc shows) is the docstring of :class:`Target
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -92,7 +93,7 @@ class TargetConfig:
     # resolves is the same, and validation still happens there, once.
     def _launch_early(self) -> None:
         builtin = BuiltIn()
-        if not builtin.robot_running or builtin.dry_run_active:
+        if not builtin.robot_running or builtin.dry_run_active or self._under_pabot():
             return
         try:
             name = self._target_name(None, os.environ)
@@ -171,9 +172,46 @@ class TargetConfig:
                 self.backend is None or self.backend.alive()):
             return current
         early, self._early = self._early, None
-        target, _ = targets.resolve(name, environ, self._output_dir(), early)
+        share = self._share_under_pabot if self._under_pabot() and env is None else None
+        target, _ = targets.resolve(name, environ, self._output_dir(), early, share)
         self._publish(target)
         return target
+
+    def _under_pabot(self) -> bool:
+        if not self._in_robot():
+            return False
+        builtin = BuiltIn()
+        return bool(builtin.get_variable_value("${PABOTLIBURI}")) and \
+            builtin.get_variable_value("${PABOTQUEUEINDEX}") is not None
+
+    # Under pabot, every process would start its own backend (9 for 9 suites): one is
+    # started, under PabotLib's lock, by the first process that needs it; the others adopt
+    # it. Its URL and secrets travel through PabotLib's value store, never through a log.
+    # It stops when pabot exits (--exit-with-pid), not when its starter does.
+    def _share_under_pabot(self, spec: dict) -> dict:
+        from pabot.pabotlib import PabotLib
+
+        lib = PabotLib()
+        key = "agentkit-embedded-backend"
+        signature = json.dumps({k: str(v) for k, v in spec.items() if k != "log_file"}, sort_keys=True)
+        lib.acquire_lock(key)
+        try:
+            raw = lib.get_parallel_value_for_key(key)
+            if raw:
+                info = json.loads(raw)
+                if info.get("spec") == signature and _alive(int(info["pid"])):
+                    logger.info(f"Adopted the embedded backend another pabot process started (pid {info['pid']}).")
+                    return info
+            shared = dict(spec, detached=True, extra_args=[*spec["extra_args"], "--exit-with-pid", str(os.getppid())])
+            backend = BackendProcess(**shared).launch().wait_ready()
+            info = {"url": backend.url, "jwt_secret": backend.jwt_secret, "simulation_key": backend.simulation_key,
+                    "pid": backend.pid, "spec": signature}
+            lib.set_parallel_value_for_key(key, json.dumps(info))
+            logger.info(f"Started the embedded backend for every pabot process (pid {backend.pid}); it stops "
+                        f"when pabot exits.")
+            return info
+        finally:
+            lib.release_lock(key)
 
     def _in_robot(self) -> bool:
         try:
@@ -345,6 +383,16 @@ class TargetConfig:
             message = f"stopped, exit code {code}" if wait else \
                 "stopped by SIGTERM; Robot waits for its exit before exiting itself"
             logger.info(f"Embedded reference backend (pid {backend.pid}) {message}.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _scenarios(target: Target) -> bool:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from . import tls
 from .config import (
@@ -91,8 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ssl-ca-certs", metavar="FILE", help="PEM CA bundle that client certificates must chain to")
     parser.add_argument("--ssl-cert-reqs", choices=list(tls.CERT_REQS),
                         help="client certificate: none (default), optional, required (mutual TLS)")
+    parser.add_argument("--exit-with-pid", type=_non_negative(int), metavar="PID",
+                        help="stop (as on SIGTERM) when process PID ends: a backend shared by several test "
+                             "processes lives as long as the run that started them (e.g. pabot)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _exit_with(pid: int, log: logging.Logger) -> None:
+    """Send ourselves SIGTERM once ``pid`` is gone (polled: no event tells another process's end)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                log.info("process %d ended: stopping", pid)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except PermissionError:
+                pass  # alive, just not ours to signal
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="exit-with-pid", daemon=True).start()
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BackendConfig:
@@ -190,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{config.scenarios.path} ({len(config.scenarios)})" if config.scenarios else "none",
         f"client certificates {config.tls.cert_reqs}" if config.tls else "off",
     )
+
+    if args.exit_with_pid:
+        _exit_with(args.exit_with_pid, log)
 
     from .app import create_asgi_app  # imported late so --help and option errors stay fast
     from .server import serve

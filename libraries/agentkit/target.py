@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,9 +367,12 @@ def require() -> Target:
 
 
 def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
-            early: tuple[dict, BackendProcess] | None = None) -> tuple[Target, BackendProcess | None]:
+            early: tuple[dict, BackendProcess] | None = None,
+            share: Callable[[dict], dict] | None = None) -> tuple[Target, BackendProcess | None]:
     """Resolve and validate a target (every problem at once); for ``local`` start (or adopt
-    the ``early``-launched) embedded backend. Sets it as the current target."""
+    the ``early``-launched) embedded backend, or, with ``share`` (pabot), use the one backend
+    the run's processes share: ``share(spec)`` returns its ``url``, ``jwt_secret``,
+    ``simulation_key`` and ``pid``. Sets it as the current target."""
     global _backend
     name = (name or environ.get("E2E_TARGET") or "local").strip()
     profile = profile_of(name)
@@ -378,6 +382,15 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
         spec = backend_spec(profile, environ, output_dir, problems)
         if problems:
             raise _invalid(name, problems)
+        if share is not None:
+            if early is not None:
+                early[1].stop()
+            info = share(spec)
+            target = _embedded_target(name, profile, settings, spec, info["url"], info["jwt_secret"],
+                                      info["simulation_key"], info["pid"], shared=True)
+            set_current(target)
+            dialects.use(target.dialect_name, target.settings)
+            return target, None
         backend = early[1] if early is not None and early[0] == spec and early[1].alive() else None
         if early is not None and backend is None:
             early[1].stop()
@@ -386,13 +399,8 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
             backend.wait_ready()
         except BackendStartError as err:
             raise ConfigurationError(f"Target '{name}': {err}") from None
-        target = Target(profile=name, backend_url=backend.url, ws_url=backend.ws_url, auth_url=backend.url,
-                        jwt_secret=backend.jwt_secret, simulation_key=backend.simulation_key, embedded=True,
-                        extra=dict(settings.pop("extra"), faults=",".join(spec["faults"]) or "none",
-                                   backend_pid=str(backend.pid), wire=spec["extra_args"][1],
-                                   scenarios=_arg(spec["extra_args"], "--scenarios") or "none"),
-                        **{k: v for k, v in settings.items() if k not in ("agent_api", "auth_service")},
-                        agent_api=profile.get("agent_api", True), auth_service=profile.get("auth_service", True))
+        target = _embedded_target(name, profile, settings, spec, backend.url, backend.jwt_secret,
+                                  backend.simulation_key, backend.pid)
         with _lock:
             if _backend is not None and _backend is not backend:
                 _backend.stop()
@@ -409,6 +417,18 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
     set_current(target)
     dialects.use(target.dialect_name, target.settings)
     return target, (_backend if target.embedded else None)
+
+
+def _embedded_target(name: str, profile: dict, settings: dict, spec: dict, url: str, jwt_secret: str,
+                     simulation_key: str, pid: int, shared: bool = False) -> Target:
+    ws = re.sub(r"^http", "ws", url, count=1) + "/ws"
+    return Target(profile=name, backend_url=url, ws_url=ws, auth_url=url, jwt_secret=jwt_secret,
+                  simulation_key=simulation_key, embedded=True,
+                  extra=dict(settings.pop("extra"), faults=",".join(spec["faults"]) or "none", backend_pid=str(pid),
+                             wire=spec["extra_args"][1], scenarios=_arg(spec["extra_args"], "--scenarios") or "none",
+                             shared="one backend for every pabot process" if shared else "no"),
+                  **{k: v for k, v in settings.items() if k not in ("agent_api", "auth_service")},
+                  agent_api=profile.get("agent_api", True), auth_service=profile.get("auth_service", True))
 
 
 def check_tls(target: Target) -> str | None:

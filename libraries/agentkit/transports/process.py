@@ -48,7 +48,7 @@ class BackendProcess:
     def __init__(self, faults: list[str] | tuple[str, ...] = (), think_delay: float = 0.01, tools: int = 1,
                  jwt_secret: str | None = None, simulation_key: str | None = None,
                  log_file: str | Path | None = None, host: str = "127.0.0.1",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, detached: bool = False) -> None:
         self.faults = [f for f in faults if f]
         self.think_delay = think_delay
         self.tools = tools
@@ -57,6 +57,9 @@ class BackendProcess:
         self.log_file = Path(log_file) if log_file else None
         self.host = host
         self.extra_args = list(extra_args or [])
+        # detached: shared by several test processes (pabot), so it must outlive the one that
+        # started it; it writes straight to its log file and stops with --exit-with-pid.
+        self.detached = detached
         self.url: str | None = None
         self.proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
@@ -65,7 +68,7 @@ class BackendProcess:
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/ws"
+        return re.sub(r"^http", "ws", self.url, count=1) + "/ws"
 
     @property
     def pid(self) -> int | None:
@@ -88,6 +91,8 @@ class BackendProcess:
         env = dict(os.environ, E2E_JWT_SECRET=self.jwt_secret, E2E_OAUTH_SIMULATION_KEY=self.simulation_key,
                    PYTHONUNBUFFERED="1")
         env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
+        if self.detached:
+            return self._launch_detached(env)
         self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                      start_new_session=True,
@@ -98,6 +103,36 @@ class BackendProcess:
                                        name=f"reference-backend-{self.proc.pid}")
         self._drain.start()
         return self
+
+    def _launch_detached(self, env: dict) -> "BackendProcess":
+        if self.log_file is None:
+            import tempfile
+
+            self.log_file = Path(tempfile.mkstemp(prefix="reference-backend-", suffix=".log")[1])
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._drain = threading.Thread(target=self._watch_log, daemon=True, name=f"reference-backend-{self.proc.pid}")
+        self._drain.start()
+        return self
+
+    def _watch_log(self) -> None:
+        """The ready line of a detached backend, from its log file (nothing signals a file write)."""
+        try:
+            with self.log_file.open(encoding="utf-8", errors="replace") as log:
+                while self.url is None and self.proc.poll() is None:
+                    line = log.readline()
+                    if not line:
+                        time.sleep(0.01)
+                        continue
+                    self._tail = (self._tail + [line])[-50:]
+                    match = READY.search(line)
+                    if match:
+                        self.url = match.group(1).rstrip("/")
+                self._tail += log.readlines()[-20:]
+        finally:
+            self._ready.set()
 
     def wait_ready(self, timeout: float = 20.0) -> "BackendProcess":
         """Wait for the ready line of a launched process; stop it and raise if it never comes."""
