@@ -81,6 +81,7 @@ STAT_KEYS = (
 MAX_FIRST_ERRORS = 5
 LAG_SAMPLE_S = 0.05          # the loop-lag probe's period
 SATURATED_LAG_MS = 200.0     # loop lag p95 beyond which timings measure the client, not the server
+MIN_LAG_SAMPLES = 10         # half a second of batch
 
 
 def ensure_fd_limit(concurrency: int) -> None:
@@ -664,7 +665,8 @@ class SessionRun:
         t, s = self.tally, self.settings
         rnd = (lambda v: None if v is None else round(v, 1))
         lag_p95 = percentile(t.lag_ms, 95)
-        saturated = lag_p95 is not None and lag_p95 > SATURATED_LAG_MS
+        # A verdict needs a batch long enough to sample (a short batch's one sample is noise).
+        saturated = len(t.lag_ms) >= MIN_LAG_SAMPLES and lag_p95 > SATURATED_LAG_MS
         warnings = []
         if saturated:
             warnings.append(f"the load generator was the bottleneck: its event loop lagged {lag_p95:.0f} ms at p95 "
