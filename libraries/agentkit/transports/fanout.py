@@ -249,7 +249,7 @@ def _judged_connection(protocol, **kwargs) -> ClientConnection:
 class _Run:
     """One session of the batch: its user, its agent session, its socket."""
 
-    __slots__ = ("index", "user_id", "name", "session", "seq", "ws", "phase", "agent_error", "token")
+    __slots__ = ("index", "user_id", "name", "session", "seq", "ws", "phase", "agent_error", "token", "started")
 
     def __init__(self, index: int, user_id: str, dialect: Dialect, grace: float) -> None:
         self.index = index
@@ -261,6 +261,7 @@ class _Run:
         self.phase = "during the handshake"  # then: before the welcome, before the run ended
         self.agent_error: Event | None = None
         self.token: str | None = None
+        self.started = time.perf_counter()  # when the session began connecting
 
 
 class SessionRun:
@@ -480,7 +481,7 @@ class SessionRun:
             # thousands of sessions per second.
             start = asyncio.get_running_loop().time()
             async with asyncio.timeout_at(start + min(s.open_timeout, s.session_timeout)) as deadline:
-                t0 = time.perf_counter()
+                t0 = run.started = time.perf_counter()
                 async with handshakes:
                     if self.dialect.connect.get("prepare"):
                         values = self.dialect.template_values(thread_id=thread_id)
@@ -563,10 +564,10 @@ class SessionRun:
                  else f"the session budget of {s.session_timeout:g}s")
         text = f"timed out after {limit} {run.phase} ({len(frames)} frame{'' if len(frames) == 1 else 's'} received"
         if frames:
-            first = frames[0]
-            text += f"; the first at +{(first.received - frames[0].received):.3f}s: {first.summary(100)}"
+            first, last = frames[0], frames[-1]
+            text += f"; the first at +{first.received - run.started:.3f}s: {first.summary(100)}"
             if len(frames) > 1:
-                text += f"; the last: {frames[-1].summary(100)}"
+                text += f"; the last at +{last.received - run.started:.3f}s: {last.summary(100)}"
         return text + ")"
 
     async def _welcome(self, run: _Run) -> None:
