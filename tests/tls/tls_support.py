@@ -1,0 +1,237 @@
+"""TLS test support: a throwaway PKI made with ``cryptography``, and reference backends that
+serve HTTPS/WSS with it (uvicorn's own SSL options), each on a free loopback port.
+
+The PKI (all in one temporary folder, made once per session):
+
+* ``ca``: the private CA the staging-like target is "behind";
+* ``server`` / ``server_key``: issued by ``ca`` for 127.0.0.1 (IP SAN) and localhost (DNS SAN);
+* ``expired`` / ``expired_key``: issued by ``ca`` for the same names, expired yesterday;
+* ``wrong_host`` / ``wrong_host_key``: issued by ``ca`` for ``staging.example.test`` only;
+* ``self_signed`` / ``self_signed_key``: for 127.0.0.1/localhost, signed by itself (no CA);
+* ``client_ca``: a second CA that issues client certificates (mutual TLS);
+* ``client`` / ``client_key``: issued by ``client_ca`` (clientAuth);
+* ``stranger`` / ``stranger_key``: a client certificate from a CA the server does not trust;
+* ``not_pem``: a file that exists but holds no PEM certificate.
+
+A unique module name (not ``helpers.py``): test folders share ``sys.path``. Every backend
+started here is stopped by its owner (the fixtures in ``conftest.py``), and once more at
+interpreter exit as a last resort.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+JWT_SECRET = "tls-tests-jwt-secret-0123456789abcdef"
+SIMULATION_KEY = "tls-tests-simulation-key-0123456789"
+HTTPS_READY = re.compile(r"listening on (https://127\.0\.0\.1:(\d+))")
+# Trust settings a developer's shell may carry; the tests decide trust themselves.
+AMBIENT_TRUST = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+LOOPBACK_NAMES = (x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"))
+
+
+# --- PKI --------------------------------------------------------------------------------
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(common_name: str, key, issuer: x509.Certificate | None = None, issuer_key=None, *, ca: bool = False,
+          usage=None, sans=(), not_before: datetime.datetime | None = None,
+          not_after: datetime.datetime | None = None) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (x509.CertificateBuilder()
+               .subject_name(name)
+               .issuer_name(issuer.subject if issuer is not None else name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
+               .not_valid_after(not_after or now + datetime.timedelta(days=2))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            critical=True)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(issuer_key if issuer is not None else key, hashes.SHA256())
+
+
+def _pem(path: Path, obj) -> Path:
+    if isinstance(obj, x509.Certificate):
+        path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return path
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """Writes the throwaway PKI described in this module's docstring into ``folder``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    server_auth = ExtendedKeyUsageOID.SERVER_AUTH
+    client_auth = ExtendedKeyUsageOID.CLIENT_AUTH
+    ca_key, client_ca_key, other_ca_key = _key(), _key(), _key()
+    ca = _cert("tls-tests private CA", ca_key, ca=True)
+    client_ca = _cert("tls-tests client CA", client_ca_key, ca=True)
+    other_ca = _cert("tls-tests unrelated CA", other_ca_key, ca=True)
+    keys = {name: _key() for name in ("server", "expired", "wrong_host", "self_signed", "client", "stranger")}
+    certs = {
+        "server": _cert("127.0.0.1", keys["server"], ca, ca_key, usage=server_auth, sans=LOOPBACK_NAMES),
+        "expired": _cert("127.0.0.1", keys["expired"], ca, ca_key, usage=server_auth, sans=LOOPBACK_NAMES,
+                         not_before=now - datetime.timedelta(days=30), not_after=now - datetime.timedelta(days=1)),
+        "wrong_host": _cert("staging.example.test", keys["wrong_host"], ca, ca_key, usage=server_auth,
+                            sans=(x509.DNSName("staging.example.test"),)),
+        "self_signed": _cert("127.0.0.1", keys["self_signed"], usage=server_auth, sans=LOOPBACK_NAMES),
+        "client": _cert("qa-client", keys["client"], client_ca, client_ca_key, usage=client_auth),
+        "stranger": _cert("stranger", keys["stranger"], other_ca, other_ca_key, usage=client_auth),
+    }
+    out = {"ca": _pem(folder / "ca.pem", ca), "client_ca": _pem(folder / "client-ca.pem", client_ca)}
+    for name, cert in certs.items():
+        out[name] = _pem(folder / f"{name}.pem", cert)
+        out[f"{name}_key"] = _pem(folder / f"{name}.key", keys[name])
+    out["not_pem"] = folder / "not-a-ca.pem"
+    out["not_pem"].write_text("this is not a PEM certificate\n")
+    out["folder"] = folder
+    return out
+
+
+# --- the reference backend over TLS ------------------------------------------------------
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This environment without any kit, backend, Robot or ambient trust setting, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("E2E_", "REFERENCE_BACKEND_", "ROBOT_", "PABOT")) and k not in AMBIENT_TRUST}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+_LIVE: list["TLSBackend"] = []
+
+
+class TLSBackend:
+    """``python -m reference_backend --port 0 --ssl-certfile ...`` with known secrets; ``url`` is
+    the ``https://127.0.0.1:<port>`` of its ready line. Always stopped (``stop`` is idempotent)."""
+
+    def __init__(self, certfile: Path, keyfile: Path, *args: str, ready_timeout: float = 40.0) -> None:
+        cmd = [sys.executable, "-m", "reference_backend", "--port", "0", "--think-delay", "0.005",
+               "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *args]
+        env = clean_env(E2E_JWT_SECRET=JWT_SECRET, E2E_OAUTH_SIMULATION_KEY=SIMULATION_KEY)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        _LIVE.append(self)
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self.port: int | None = None
+        ready = threading.Event()
+
+        def drain() -> None:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                match = HTTPS_READY.search(line)
+                if match and self.url is None:
+                    self.url, self.port = match.group(1), int(match.group(2))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(ready_timeout) or self.url is None:
+            self.stop()
+            raise RuntimeError(f"reference backend over TLS did not start ({' '.join(cmd)}):\n"
+                               + "".join(self.lines[-20:]))
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url_as(self, host: str) -> str:
+        return f"https://{host}:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+
+def _stop_all() -> None:
+    for backend in list(_LIVE):
+        backend.stop()
+
+
+atexit.register(_stop_all)
+
+
+def staging_env(backend_url: str, auth_url: str | None = None, **tls: str) -> dict[str, str]:
+    """The environment of a run against ``backend_url`` as the ``staging`` profile."""
+    return clean_env(E2E_TARGET="staging", E2E_BACKEND_URL=backend_url, E2E_AUTH_URL=auth_url or backend_url,
+                     E2E_JWT_SECRET=JWT_SECRET, E2E_OAUTH_SIMULATION_KEY=SIMULATION_KEY, **tls)
+
+
+# --- robot runs -----------------------------------------------------------------------------
+# tests/suites is not a package: its run helpers are imported by path, as other folders do.
+sys.path.insert(0, str(ROOT / "tests" / "suites"))
+from suite_runs import RobotRun, read_results  # noqa: E402
+
+SUITES = ROOT / "suites" / "staging"
+OWN_SUITES = Path(__file__).resolve().parent / "robot"
+RAW_HTTP_ERRORS = ("HTTPSConnectionPool", "HTTPConnectionPool", "Max retries exceeded", "NewConnectionError",
+                   "urllib3", "Traceback")
+
+
+def run_robot(outdir: Path, env: dict[str, str], *args: str, suite: Path = SUITES,
+              timeout: float = 240.0) -> RobotRun:
+    """``robot`` on ``suite`` in its own process group; killed (and reported as a hang) after ``timeout``."""
+    cmd = [sys.executable, "-m", "robot", "--outputdir", str(outdir), "--console", "verbose", *args, str(suite)]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"robot did not finish within {timeout:g}s: {' '.join(cmd)}\n"
+                             f"--- console tail ---\n{out[-3000:]}\n{err[-2000:]}") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return read_results(RobotRun(cmd, proc.returncode, time.monotonic() - started, out, err, outdir))
+
+
+def not_passed(run: RobotRun) -> str:
+    """The tests that did not pass, one line each, for assertion messages."""
+    return "\n".join(f"{t.status} {t.longname}: {t.message[:300]}" for t in run.tests.values()
+                     if t.status != "PASS") or "(none)"
