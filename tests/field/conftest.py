@@ -22,8 +22,12 @@ def clean_kit_state():
 
 
 @pytest.fixture(scope="session")
-def field_robot_run(tmp_path_factory):
-    """One real ``robot`` run against the scripted servers (see ``field_robot.py``)."""
+def field_robot_run(tmp_path_factory, worker_id):
+    """One real ``robot`` run against the scripted servers (see ``field_robot.py``), shared
+    by every pytest-xdist worker of the session (their base temporary folder's parent)."""
     import field_robot
 
-    return field_robot.run(tmp_path_factory.mktemp("field-robot"))
+    base = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        base = base.parent
+    return field_robot.shared_run(base / "field-shared")

@@ -54,7 +54,7 @@ async def slow_run(peer: Peer) -> None:
     run_id, thread_id = await peer.next_start()
     events = peer.run_events(run_id, thread_id)
     await peer.play(events[:2])
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.0)
     await peer.play(events[2:])
 
 
@@ -155,7 +155,7 @@ Saturated Load Generator
 """
 
 BLOCKER = '''\
-"""Blocks the kit's engine loop on purpose (0.3 s every 0.35 s) while it runs: a saturated generator."""
+"""Blocks the kit's engine loop on purpose (0.4 s every 0.45 s) while it runs: a saturated generator."""
 import gc
 import threading
 import time
@@ -177,10 +177,10 @@ class FieldLoopBlocker:
                     loop = run._loop
                     if loop is not None and not loop.is_closed() and not run._future.done():
                         try:
-                            loop.call_soon_threadsafe(time.sleep, 0.3)
+                            loop.call_soon_threadsafe(time.sleep, 0.4)
                         except RuntimeError:
                             pass
-                self._stop.wait(0.35)
+                self._stop.wait(0.45)
 
         self._thread = threading.Thread(target=main, daemon=True)
         self._thread.start()
@@ -232,6 +232,33 @@ def clean_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def shared_run(base: Path) -> FieldRun:
+    """:func:`run` once per pytest session, also when pytest-xdist spreads the modules that
+    read it over several workers: the first one runs robot (under a lock), the others read
+    its result from ``base``."""
+    import fcntl
+    import json
+
+    base.mkdir(parents=True, exist_ok=True)
+    saved = base / "field-robot-run.json"
+    with open(base / "field-robot-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if saved.is_file():
+                data = json.loads(saved.read_text(encoding="utf-8"))
+                return FieldRun(Path(data["outdir"]), data["rc"], data["console"],
+                                {k: tuple(v) for k, v in data["tests"].items()}, data["tokens"], data["wall"])
+            folder = base / "field-robot"
+            folder.mkdir()
+            result = run(folder)
+            saved.write_text(json.dumps({"outdir": str(result.outdir), "rc": result.rc, "console": result.console,
+                                         "tests": result.tests, "tokens": result.tokens, "wall": result.wall}),
+                             encoding="utf-8")
+            return result
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run(tmp: Path) -> FieldRun:

@@ -19,8 +19,8 @@ from field_servers import ScriptedServer, both, token_for, use_target
 TOOL_CALL_S = 3.0
 
 
-def busy_tool_call(read_while_busy: bool = False):
-    """A correct run whose tool call takes ``TOOL_CALL_S``; unless ``read_while_busy``, the
+def busy_tool_call(read_while_busy: bool = False, seconds: float = TOOL_CALL_S):
+    """A correct run whose tool call takes ``seconds``; unless ``read_while_busy``, the
     server reads nothing meanwhile (a busy event loop): pings wait, unanswered."""
 
     async def script(peer) -> None:
@@ -40,7 +40,7 @@ def busy_tool_call(read_while_busy: bool = False):
         await peer.play(events[:3])          # started, thinking, tool_executing
         if not read_while_busy:
             peer.ws.transport.pause_reading()
-        await asyncio.sleep(TOOL_CALL_S)
+        await asyncio.sleep(seconds)
         if not read_while_busy:
             peer.ws.transport.resume_reading()
         await peer.play(events[3:])          # tool_completed, completed
@@ -59,15 +59,16 @@ def test_keepalive_does_not_close_a_session_busy_in_a_long_tool_call():
 
 
 def test_session_over_its_budget_is_a_timeout_not_a_keepalive_close_or_a_broken_rule():
-    """Budget 1.5 s (+1 s to connect) and a 3 s tool call: the session budget ends the
-    session, the client's doing; keepalive plays no part and no rule is blamed on the server."""
-    with ScriptedServer(busy_tool_call()) as server:
-        use_target(server, E2E_RUN_TIMEOUT="1.5s", E2E_CONNECT_TIMEOUT="1s")
-        stepwise, fanout = both(engine_kwargs={"keepalive": timedelta(seconds=0.5)})
+    """Budget 0.6 s (+0.6 s to connect) and a 2 s tool call, keepalive at 0.2 s: the session
+    budget ends the session, the client's doing; keepalive plays no part and no rule is
+    blamed on the server."""
+    with ScriptedServer(busy_tool_call(seconds=2.0)) as server:
+        use_target(server, E2E_RUN_TIMEOUT="0.6s", E2E_CONNECT_TIMEOUT="0.6s", E2E_FIRST_EVENT_TIMEOUT="0.5s")
+        stepwise, fanout = both(engine_kwargs={"keepalive": timedelta(seconds=0.2)})
     assert stepwise.outcome == fanout.outcome == "fail", (stepwise, fanout)
-    assert "no terminal event within 1.5s" in stepwise.message, stepwise
+    assert "no terminal event within 0.6s" in stepwise.message, stepwise
     assert fanout.stats["timeouts"] == 1 and fanout.stats["rule_violations"] == 0, fanout.stats
-    assert "session budget of 2.5s before the run ended" in fanout.message, fanout
+    assert "session budget of 1.2s before the run ended" in fanout.message, fanout
     for verdict in (stepwise, fanout):
         assert "keepalive" not in verdict.message, verdict
         assert "Rule 3" not in verdict.message, verdict

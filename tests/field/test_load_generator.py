@@ -59,7 +59,7 @@ async def slow_run(peer) -> None:
     run_id, thread_id = await peer.next_start()
     events = peer.run_events(run_id, thread_id)
     await peer.play(events[:2])
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.0)
     await peer.play(events[2:])
 
 
@@ -69,15 +69,15 @@ def _run_batch(server: ScriptedServer, block_loop: bool) -> dict:
     run = SessionRun(settings)
     stop = threading.Event()
 
-    def block() -> None:  # the client's own loop made busy: 0.3 s of blocking every 0.35 s
+    def block() -> None:  # the client's own loop made busy: 0.4 s of blocking every 0.45 s
         while not stop.is_set():
             loop = run._loop
             if loop is not None and not loop.is_closed():
                 try:
-                    loop.call_soon_threadsafe(time.sleep, 0.3)
+                    loop.call_soon_threadsafe(time.sleep, 0.4)
                 except RuntimeError:
                     return
-            stop.wait(0.35)
+            stop.wait(0.45)
 
     blocker = threading.Thread(target=block, daemon=True)
     with run:
@@ -92,6 +92,9 @@ def _run_batch(server: ScriptedServer, block_loop: bool) -> dict:
 
 
 def test_blocked_client_loop_shows_in_generator_lag_and_warnings():
+    """A batch of about 2 s whose loop is blocked 0.4 s of every 0.45 s: the lag probe gets
+    few samples (a blocked loop runs it seldom), each of them about 400 ms late; that is a
+    saturated generator however few the samples are."""
     with ScriptedServer(slow_run) as server:
         blocked = _run_batch(server, block_loop=True)
         free = _run_batch(server, block_loop=False)
