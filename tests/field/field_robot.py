@@ -143,6 +143,10 @@ Binary Frame Mid Run Step By Step
     Step By Step Against    ${{BLOB}}
 Binary Frame Mid Run Engine
     Engine Against    ${{BLOB}}
+Websocket Client Used Directly Logs The Offered Subprotocols Masked
+    ${{token}}=    Get Token For User    field-robot-user
+    Connect With Websocket Client Directly    ${{token}}    ${{NOSEL}}
+
 Saturated Load Generator
     Start Blocking The Engine Loop
     TRY
@@ -164,6 +168,20 @@ from agentkit.transports.fanout import SessionRun
 
 
 class FieldLoopBlocker:
+    def connect_with_websocket_client_directly(self, token, url):
+        """websocket-client itself, given the token-bearing subprotocols: against a server that
+        selects none it logs them (logger 'websocket', ERROR) and raises Invalid WebSocket Header."""
+        import websocket
+        from agentkit.wire.masking import b64url, reveal
+
+        plain = reveal(token)
+        try:
+            websocket.create_connection(url, subprotocols=["jwt-auth", f"jwt.{plain}", f"jwt.{b64url(plain)}"],
+                                        timeout=5).close()
+        except websocket.WebSocketException:
+            return
+        raise AssertionError("the server was expected to select no subprotocol")
+
     def __init__(self):
         self._stop = threading.Event()
         self._thread = None
