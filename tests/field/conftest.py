@@ -3,14 +3,27 @@ dialect and no open connection (the libraries keep these per process)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from agentkit import target as targets
 from agentkit.wire import dialect as dialects
 
 
+# Threads a test may start: scripted servers, the engine's loop, the keywords' readers.
+OURS = ("field-server", "agentkit-engine", "ws-reader-")
+
+
+def _ours() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.is_alive() and t.name.startswith(OURS)]
+
+
 @pytest.fixture(autouse=True)
 def clean_kit_state():
+    """No target, the default dialect and no connection before and after each test; and
+    every server, engine and reader thread the test started has stopped when it ends."""
     targets.set_current(None)
     dialects.use("default")
     yield
@@ -19,6 +32,10 @@ def clean_kit_state():
     AgentSessions().close_all_connections()
     targets.set_current(None)
     dialects.use("default")
+    deadline = time.monotonic() + 3
+    while _ours() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _ours(), f"threads left running after the test: {_ours()}"
 
 
 @pytest.fixture(scope="session")
