@@ -2,7 +2,7 @@
 
 They show as binary, and they are judged by the dialect: JSON in a binary frame is an
 agent event only where the dialect says so (``events.binary_json``). (Binary frames in
-the summary are checked in ``test_outputs_of_a_robot_run.py``, on a real ``robot`` run.)"""
+the summary are checked on the folder's shared real ``robot`` run, ``field_robot.py``.)"""
 
 from __future__ import annotations
 

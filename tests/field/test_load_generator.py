@@ -5,8 +5,7 @@ sign that the client side was saturated.
 Scaled down to the mechanisms: ``ramp_up`` spreads session starts, ``max_handshakes``
 caps handshakes in flight (counted on the server), and a deliberately blocked client
 event loop shows in ``generator_lag_*``, ``generator_saturated`` and ``warnings`` (the
-summary's warning is checked on a real ``robot`` run in ``test_tokens_in_output.py``'s
-shared run, see ``conftest.py``)."""
+summary's warning is checked on the folder's shared real ``robot`` run, ``field_robot.py``)."""
 
 from __future__ import annotations
 
