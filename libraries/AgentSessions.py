@@ -218,6 +218,9 @@ class AgentSessions:
         if expect_welcome and conn.dialect.welcome_presence == "required":
             conn.wait_until(lambda: any(e.control != "heartbeat" for e in session.frames), secs)
             first = next((e for e in session.frames if e.control != "heartbeat"), None)
+            if first is not None and not first.is_welcome and (first is session.refusal_frame or first.control == "error"):
+                # A refusal after the upgrade: the error frame comes first, then the close.
+                conn.wait_until(lambda: session.closed is not None, secs)
             if first is None or not first.is_welcome:
                 refusal = session.refusal()
                 if refusal is not None:
@@ -225,7 +228,8 @@ class AgentSessions:
                                          f"{refusal.describe()} ({spec.describe()}).\n"
                                          + timeline.text(conn.snapshot(), conn.opened_at))
                 names = " or ".join(json.dumps(m) for m in conn.dialect.spec["welcome"]["match"])
-                what = (f"got {first.type or '<not json>'} (#{first.seq}): {first.summary()}" if first
+                name = first.type or ("<binary>" if first.binary else "<not json>") if first else None
+                what = (f"got {name} (#{first.seq}): {first.summary()}" if first
                         else f"no frame arrived within {secs:g}s")
                 raise AssertionError(f"Expected the welcome frame ({names}) as the first frame on '{alias}', {what}.\n"
                                      + timeline.text(conn.snapshot(), conn.opened_at))
@@ -310,7 +314,8 @@ class AgentSessions:
             closed = session.closed
             if closed is not None and not session.accepted and closed.closed_by == "server" and (
                     closed.close_code in (codes or []) or (codes is None and dialect.is_refusal_close(closed.close_code))):
-                described = (f"closed with code {closed.close_code} before the welcome"
+                described = (f"closed with code {closed.close_code}"
+                             + (f" ({closed.close_reason})" if closed.close_reason else "") + " before the welcome"
                              + (f", after {session.refusal_frame.summary(120)}" if session.refusal_frame else ""))
                 _log("Refused after the upgrade: " + described + "\n" + timeline.text(frames, conn.opened_at))
                 return described
@@ -645,6 +650,13 @@ class AgentSessions:
                 f"No agent event of run {record.run_id} within the first-event budget of {first_budget:g}s, but frames "
                 f"did arrive: {why}.\nFrames since the message:\n"
                 + timeline.text(conn.snapshot()[record.log_index:], record.sent_at)))
+        if record.terminal is None and not allow_incomplete and record.close is not None \
+                and record.close.closed_by == "client":
+            raise AssertionError(redact(
+                f"Run {record.run_id} was cut short by the client, not the server: '{conn.alias}' was closed by the "
+                f"client ({record.close.close_reason or 'no reason given'}) at {record.rel(record.close):.3f}s, before "
+                f"the run ended. This is no verdict on the server. Events of the run:\n"
+                f"{timeline.text(record.events, record.sent_at)}"))
         if record.terminal is None and not allow_incomplete:
             if record.ended == "closed" and record.close is not None:
                 cause = f"the connection was closed by the {record.close.closed_by} ({record.close.summary()}) at " \

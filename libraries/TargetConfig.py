@@ -275,11 +275,22 @@ class TargetConfig:
         except RuntimeError:
             return  # RequestsLibrary not imported: nothing to configure
         options = target.tls.requests_options()
+        session = None
         if "cert" in options:
             requests_library.create_client_cert_session("backend", target.backend_url, client_certs=options["cert"],
                                                         verify=options["verify"])
         else:
             requests_library.create_session("backend", target.backend_url, verify=options["verify"])
+        try:
+            session = requests_library._cache.switch("backend")
+        except Exception:  # noqa: BLE001 - another RequestsLibrary layout: keep its defaults
+            return
+        # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace a session's verify: the
+        # target's trust setting must win, so the environment is read for proxies only.
+        from requests.utils import get_environ_proxies
+
+        session.trust_env = False
+        session.proxies.update(get_environ_proxies(target.backend_url))
 
     @keyword
     def get_target_setting(self, name: str) -> str:

@@ -434,14 +434,15 @@ def _embedded_target(name: str, profile: dict, settings: dict, spec: dict, url: 
 def check_tls(target: Target) -> str | None:
     """Check each distinct TLS host of a target once, before any test connects."""
     seen = set()
-    for url in (target.backend_url, target.ws_url, target.auth_url):
+    for setting, url in (("E2E_BACKEND_URL", target.backend_url), ("E2E_WS_URL", target.ws_url),
+                         ("E2E_AUTH_URL", target.auth_url)):
         if not url or not url.startswith(("https://", "wss://")):
             continue
         host = urlsplit(url).netloc
         if host in seen:
             continue
         seen.add(host)
-        diagnosis = probe(url, target.tls, timeout=target.connect_timeout)
+        diagnosis = probe(url, target.tls, timeout=target.connect_timeout, setting=setting)
         if diagnosis:
             return diagnosis
     return None

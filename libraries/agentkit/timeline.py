@@ -21,8 +21,8 @@ def _rel(event: Event, origin: float | None) -> str:
 
 def _name(e: Event) -> str:
     if e.type:
-        return e.type
-    return "<binary>" if e.binary else "<not json>"
+        return f"{e.type} [binary]" if e.binary else e.type
+    return "<binary>" if e.binary else "<no type>" if e.is_json_object else "<not json>"
 
 
 def text(events: Iterable[Event], origin: float | None = None, limit: int = 40, mark=None) -> str:

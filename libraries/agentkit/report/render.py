@@ -410,15 +410,15 @@ def render_markdown(s: Summary) -> str:
     if s.concurrency:
         lines += ["", "## Concurrent sessions", "",
                   "| test | scenario | sessions | successful | auth rejected | timeouts | errors | rule viol. | "
-                  "isolation viol. | connect p95 | run p95 | events |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "isolation viol. | connect p95 | run p95 | events | binary frames |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for x in s.concurrency:
             st = x["stats"]
             lines.append(f"| {_md((x['scope'] or '').rsplit('.', 1)[-1])} | {st.get('scenario')} | {st.get('total')} | "
                          f"{st.get('successful')} | {st.get('auth_rejected')} | {st.get('timeouts')} | "
                          f"{st.get('errors')} | {st.get('rule_violations')} | {st.get('isolation_violations')} | "
                          f"{_ms(st.get('connect_p95_ms'))} | {_ms(st.get('run_p95_ms'))} | "
-                         f"{st.get('events_received')} |")
+                         f"{st.get('events_received')} | {st.get('binary_frames', 0)} |")
     if s.repeated:
         lines += ["", "## Repeated runs", "", "| prompt | judged by | pass rate | minimum | failing runs |",
                   "|---|---|---:|---:|---|"]

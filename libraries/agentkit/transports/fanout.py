@@ -65,6 +65,7 @@ from ..wire.session import DEFAULT_GRACE, AgentSession
 from ..wire.paths import render
 from ..wire.spec import AUTH_MODES, ConnectionSpec, SpecError, validate_ws_url, ws_base
 from ..wire.tls import TLSConfig, diagnose
+from .http import probe
 from .threaded import HandshakeFailed, HandshakeRefused, prepare
 
 SCENARIOS = ("connect", "ping", "chat")
@@ -81,7 +82,7 @@ STAT_KEYS = (
 MAX_FIRST_ERRORS = 5
 LAG_SAMPLE_S = 0.05          # the loop-lag probe's period
 SATURATED_LAG_MS = 200.0     # loop lag p95 beyond which timings measure the client, not the server
-MIN_LAG_SAMPLES = 10         # half a second of batch
+MIN_LAG_COVERED_S = 0.5      # seconds the lag samples must cover for a verdict
 
 
 def ensure_fd_limit(concurrency: int) -> None:
@@ -283,6 +284,7 @@ class SessionRun:
         self._ready = threading.Event()
         self._cancelled = False
         self._specs: dict[str, tuple[float, ConnectionSpec]] = {}
+        self._tls_checked: str | None = None
         s = settings
         connect_section = self.dialect.connect
         self._auth = s.auth_mode or connect_section["auth"][0]
@@ -525,9 +527,9 @@ class SessionRun:
             if isinstance(err, ssl.SSLError):
                 failure = _Outcome("errors", diagnose(err, s.ws_url, s.tls))
             else:
-                failure = _Outcome("errors", f"{type(err).__name__}: {redact(str(err))}")
+                failure = _Outcome("errors", await self._tls_diagnosis(err))
         except (InvalidHandshake, InvalidURI) as err:
-            failure = _Outcome("errors", f"{type(err).__name__}: {redact(str(err))}")
+            failure = _Outcome("errors", await self._tls_diagnosis(err))
         except asyncio.CancelledError:
             raise
         except Exception as err:  # noqa: BLE001 - one broken session must not stop the batch
@@ -555,6 +557,18 @@ class SessionRun:
             tally.successful += 1
         else:
             tally.failed += 1
+
+    async def _tls_diagnosis(self, err: BaseException) -> str:
+        """For a wss:// failure with no clearer cause, one TLS check of the server (made once per
+        batch: a server that wants a client certificate closes after the handshake, silently)."""
+        shown = f"{type(err).__name__}: {redact(str(err))}"
+        if not self.settings.ws_url.startswith("wss://"):
+            return shown
+        if self._tls_checked is None:
+            self._tls_checked = await asyncio.to_thread(probe, self.settings.ws_url, self.settings.tls,
+                                                        self.settings.open_timeout) or ""
+        problem = self._tls_checked
+        return problem if problem and not problem.startswith("Cannot reach") else shown
 
     def _timeout_message(self, run: _Run) -> str:
         s = self.settings
@@ -652,6 +666,9 @@ class SessionRun:
                 self._closed(run, err)
                 break
         term = record.terminal
+        if term is None and record.close is not None and record.close.closed_by == "client":
+            raise _Outcome("errors", f"the client closed the connection before the run ended "
+                                     f"({record.close.close_reason or 'no reason given'}): no verdict on the server")
         if term is not None:
             self.tally.run_ms.append((term.received - record.sent_at) * 1000.0)
             if term.role == "error":
@@ -666,8 +683,10 @@ class SessionRun:
         t, s = self.tally, self.settings
         rnd = (lambda v: None if v is None else round(v, 1))
         lag_p95 = percentile(t.lag_ms, 95)
-        # A verdict needs a batch long enough to sample (a short batch's one sample is noise).
-        saturated = len(t.lag_ms) >= MIN_LAG_SAMPLES and lag_p95 > SATURATED_LAG_MS
+        # A verdict needs samples covering half a second (one sample of a short batch is noise;
+        # a blocked loop gives few samples, but long ones).
+        covered = sum(LAG_SAMPLE_S + lag / 1000.0 for lag in t.lag_ms)
+        saturated = covered >= MIN_LAG_COVERED_S and lag_p95 is not None and lag_p95 > SATURATED_LAG_MS
         warnings = []
         if saturated:
             warnings.append(f"the load generator was the bottleneck: its event loop lagged {lag_p95:.0f} ms at p95 "

@@ -148,6 +148,9 @@ class Connection:
         except ssl.SSLError as err:
             raise HandshakeFailed(diagnose(err, spec.url, spec.tls)) from None
         except (OSError, websocket.WebSocketException) as err:
+            tls_problem = http.probe(spec.url, spec.tls, spec.open_timeout) if spec.is_tls else None
+            if tls_problem and not tls_problem.startswith("Cannot reach"):
+                raise HandshakeFailed(tls_problem) from None
             raise HandshakeFailed(f"Cannot connect to {spec.url}: {redact(str(err))}.") from None
         self.opened_at = time.perf_counter()
         self._ws = ws

@@ -10,6 +10,7 @@ the reason and the setting that fixes it.
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,14 @@ class TLSConfig:
                 try:
                     ctx = ssl.create_default_context()
                     if path.is_dir():
-                        ctx.load_verify_locations(capath=str(path))
+                        # OpenSSL reads a CA folder lazily, by hash-named file: look for one now.
+                        hashed = [f for f in path.iterdir() if re.fullmatch(r"[0-9a-f]{8}\.\d+", f.name)]
+                        if not hashed:
+                            out.append(f"{prefix}CA_FILE '{self.ca}' is a folder with no hash-named CA certificate "
+                                       f"(<hash>.0, made by 'openssl rehash' or c_rehash): expected a PEM CA bundle "
+                                       f"or such a folder")
+                        for f in hashed:
+                            ctx.load_verify_locations(cafile=str(f))
                     else:
                         ctx.load_verify_locations(cafile=str(path))
                 except (ssl.SSLError, OSError, ValueError) as err:
@@ -101,15 +109,35 @@ def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err)
 
 
-def diagnose(err: BaseException, url: str, tls: TLSConfig) -> str:
-    """One diagnosis of a failed TLS handshake: which host, why, and which setting fixes it."""
+def diagnose(err: BaseException | None, url: str, tls: TLSConfig, after_handshake: bool = False) -> str:
+    """One diagnosis of a failed TLS connection: which host, why, and which setting fixes it.
+
+    ``after_handshake``: the server closed the connection right after the handshake, without
+    an alert (a server that checks the client certificate after a TLS 1.3 handshake)."""
     host = urlsplit(url).hostname or url
     port = urlsplit(url).port
     where = f"{host}:{port}" if port else host
-    text = str(err)
+    text = str(err or "")
     verify = getattr(err, "verify_message", None) or ""
-    lower = (verify + " " + text).lower()
-    if "self-signed" in lower or "self signed" in lower:
+    lower = (verify + " " + text).lower().replace("_", " ")
+    client = f"the client certificate {tls.client_cert}" if tls.client_cert else "no client certificate"
+    if after_handshake or "eof occurred" in lower and "alert" not in lower:
+        if tls.client_cert:
+            why = f"the server closed the connection right after the handshake: it did not accept {client}"
+            fix = "use a client certificate (E2E_CLIENT_CERT, E2E_CLIENT_KEY) issued by a CA the server trusts"
+        else:
+            why = ("the server closed the connection right after the handshake: it requires a client certificate "
+                   "(mutual TLS) and none was offered")
+            fix = "set E2E_CLIENT_CERT and E2E_CLIENT_KEY to a certificate the server trusts"
+    elif "alert" in lower and ("certificate required" in lower or (not tls.client_cert and "handshake failure" in lower)):
+        why = "the server requires a client certificate (mutual TLS) and none was offered"
+        fix = "set E2E_CLIENT_CERT and E2E_CLIENT_KEY to a certificate the server trusts"
+    elif "alert" in lower and any(w in lower for w in ("unknown ca", "bad certificate", "certificate unknown",
+                                                       "handshake failure", "access denied", "decrypt error")):
+        # An alert is the server's verdict on us: on the client certificate.
+        why = f"the server refused {client} (alert: {text.split(']')[-1].strip() or text})"
+        fix = "use a client certificate (E2E_CLIENT_CERT, E2E_CLIENT_KEY) issued by a CA the server trusts"
+    elif "self-signed" in lower or "self signed" in lower:
         why = "its certificate is self-signed (no CA you trust issued it)"
         fix = "trust that certificate or its CA with E2E_CA_FILE=<PEM file> (test systems only: E2E_VERIFY_TLS=false)"
     elif "expired" in lower:
@@ -118,16 +146,13 @@ def diagnose(err: BaseException, url: str, tls: TLSConfig) -> str:
     elif "hostname mismatch" in lower or "doesn't match" in lower or "not valid for" in lower or "ip address mismatch" in lower:
         why = f"its certificate is not issued for the name '{host}'"
         fix = "use the host name the certificate names in the URL, or issue a certificate with that name"
-    elif "unable to get local issuer" in lower or "unknown ca" in lower or "unable to get issuer" in lower:
+    elif "unable to get local issuer" in lower or "unable to get issuer" in lower or "unknown ca" in lower:
         why = "its certificate was issued by a CA you do not trust"
         fix = "trust that CA with E2E_CA_FILE=<PEM file or folder> (test systems only: E2E_VERIFY_TLS=false)"
-    elif "certificate required" in lower or "handshake failure" in lower or "bad certificate" in lower:
-        why = "the server requires a client certificate (mutual TLS) and refused the one offered, or none was offered"
-        fix = "set E2E_CLIENT_CERT and E2E_CLIENT_KEY to a certificate the server trusts"
     elif "wrong version number" in lower or "record layer failure" in lower or "packet length too long" in lower:
         why = "it does not speak TLS on that port"
         fix = "use http:// and ws:// for that port, or the port that serves TLS"
     else:
-        why = f"TLS failed: {verify or _reason(err)}"
+        why = f"TLS failed: {verify or _reason(err) if err else 'no answer'}"
         fix = "check E2E_CA_FILE, E2E_CLIENT_CERT/E2E_CLIENT_KEY and the URL"
     return f"TLS handshake with {where} failed: {why}. Fix: {fix}."
