@@ -293,6 +293,12 @@ class SessionRun:
         self._query_param = connect_section.get("query_param", "token")
         self._url_template = connect_section.get("url", "{ws_url}")
         self._needs_thread_url = "{thread_id}" in self._url_template
+        for token in (s.tokens or {}).values():  # given tokens are checked once, not per session
+            try:
+                ConnectionSpec(url=s.ws_url, token=token, auth=self._auth, subprotocols_template=self._subprotocols,
+                               token_encoding=self._encoding)
+            except SpecError as err:
+                raise EngineError(f"Cannot run concurrent sessions: {err}") from None
         # keepalive never undercuts the session budget: its timeout is at least that long
         ping_interval = s.keepalive
         ping_timeout = max(s.keepalive, s.session_timeout) if s.keepalive else None
