@@ -254,8 +254,8 @@ class AgentEvents:
                                                      quiet: timedelta | None = None) -> None:
         """Rule 5: the connection received no event of a run it did not start, whatever
         that event says about its user. Listens for a quiet window first (``quiet``, default
-        the target's ``E2E_RUN_GRACE``, at least 0.3s), so events arriving just after the
-        last run are judged too. Every foreign frame is listed and marked.
+        the target's ``E2E_RUN_GRACE``; 0.3s when that is off), so events arriving just after
+        the last run are judged too. Every foreign frame is listed and marked.
 
         Example:
         | Connection Should Not Receive Foreign Events    alice
@@ -273,7 +273,7 @@ class AgentEvents:
         | Connections Should Not Receive Foreign Events    alice    bob
         """
         tgt = targets.current()
-        window = _secs(quiet, max(0.3, tgt.grace if tgt else 0.3))
+        window = _secs(quiet, tgt.grace if tgt is not None and tgt.grace > 0 else 0.3)
         conns = [REGISTRY.get(a) for a in (aliases or (None,))]
         for conn in conns:
             conn.wait_quiet(window, window + 5.0)
