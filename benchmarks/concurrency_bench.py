@@ -3,8 +3,10 @@
 Both clients do the same work per session: sign a token for a distinct user, connect
 with the token as subprotocol, wait for the welcome frame, send one user message, read
 to ``agent_completed``, close. The engine additionally turns every frame into an
-``Event`` and judges the run with the protocol rules (that is its job); the baseline
-does nothing it does not need.
+``Event``, feeds it to its agent session and judges the run with the protocol rules
+(that is its job); the baseline does nothing it does not need. The engine's grace window
+after a run's end (listening for a second terminal event) is off by default here
+(``--grace 0``), since the baseline stops at ``agent_completed`` too.
 
 For each target (the embedded reference backend, and ``--ws-url``/``--jwt-secret`` when
 given) and each concurrency level, the two clients run alternately, ``--rounds`` times,
@@ -35,9 +37,10 @@ sys.path.insert(0, str(ROOT / "libraries"))
 
 from websockets.asyncio.client import connect  # noqa: E402
 
-from agentkit.engine import EngineSettings, percentile, run_sessions  # noqa: E402
-from agentkit.process import BackendProcess  # noqa: E402
+from agentkit.stats import percentile  # noqa: E402
 from agentkit.tokens import make_token  # noqa: E402
+from agentkit.transports.fanout import EngineSettings, run_sessions  # noqa: E402
+from agentkit.transports.process import BackendProcess  # noqa: E402
 
 
 # --- the raw baseline: as little as the work needs ----------------------------------
@@ -81,18 +84,18 @@ def raw_batch(url: str, secret: str, count: int, concurrency: int) -> dict:
     return asyncio.run(_raw_batch(url, secret, count, concurrency))
 
 
-def engine_batch(url: str, secret: str, count: int, concurrency: int, schemas: bool) -> dict:
+def engine_batch(url: str, secret: str, count: int, concurrency: int, schemas: bool, grace: float = 0.0) -> dict:
     stats = run_sessions(EngineSettings(ws_url=url, jwt_secret=secret, count=count, concurrency=concurrency,
                                         scenario="chat", session_timeout=60, run_timeout=60,
-                                        first_event_timeout=60, check_schemas=schemas))
+                                        first_event_timeout=60, check_schemas=schemas, grace=grace))
     return stats
 
 
 # --- the comparison -----------------------------------------------------------------
 def compare(label: str, url: str, secret: str, levels: list[int], sessions: int, rounds: int,
-            schemas: bool) -> list[dict]:
+            schemas: bool, grace: float = 0.0) -> list[dict]:
     rows = []
-    engine_batch(url, secret, min(200, sessions), 50, schemas)  # warm-up: imports, caches, server paths
+    engine_batch(url, secret, min(200, sessions), 50, schemas, grace)  # warm-up: imports, caches, server paths
     raw_batch(url, secret, min(200, sessions), 50)
     for level in levels:
         eng, raw = [], []
@@ -100,7 +103,7 @@ def compare(label: str, url: str, secret: str, levels: list[int], sessions: int,
             order = ("engine", "raw") if r % 2 == 0 else ("raw", "engine")
             for who in order:
                 if who == "engine":
-                    s = engine_batch(url, secret, sessions, level, schemas)
+                    s = engine_batch(url, secret, sessions, level, schemas, grace)
                     eng.append(s)
                     print(f"  [{label}] c={level:<5} round {r + 1} engine: {s['sessions_per_second']:8.1f} sessions/s, "
                           f"connect p95 {s['connect_p95_ms']} ms, failed {s['failed']}", flush=True)
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jwt-secret", default=os.environ.get("E2E_JWT_SECRET"), help="its JWT secret")
     parser.add_argument("--no-reference", action="store_true", help="skip the embedded reference backend")
     parser.add_argument("--no-schemas", action="store_true", help="engine skips JSON Schema checks (rule 7)")
+    parser.add_argument("--grace", type=float, default=0.0,
+                        help="engine: seconds a run keeps listening after its end (default 0, as the baseline)")
     parser.add_argument("--json", help="also write the result rows to this file")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
@@ -148,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_reference:
         with BackendProcess(think_delay=args.think_delay, tools=1) as backend:
             rows += compare("reference", backend.ws_url, backend.jwt_secret, levels, args.sessions, args.rounds,
-                            not args.no_schemas)
+                            not args.no_schemas, args.grace)
     if args.ws_url:
         if not args.jwt_secret:
             parser.error("--ws-url needs --jwt-secret (or E2E_JWT_SECRET)")
         rows += compare("given", args.ws_url, args.jwt_secret, levels, args.sessions, args.rounds,
-                        not args.no_schemas)
+                        not args.no_schemas, args.grace)
 
     print()
     print("medians over the rounds; ratio = median of the per-round ratios")
