@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentkit.summary_classify import classify, classify_skip
+from agentkit.report.classify import classify, classify_skip
 
 CASES = [
     ("Parent suite setup failed:\nConfiguration invalid for target 'staging' (3 problems); nothing was connected:\n"
@@ -53,6 +53,44 @@ CASES = [
     ("Several failures occurred:\n\n1) - Rule 3 (tool pairing) violated: x\n\n2) - Rule 5 (isolation) violated: y",
      "isolation", [3, 5], False),
     ("List '${executing}' has no item in index 0.", "unclassified", [], False),
+]
+# The same causes as the kit words them since the wire layer's rewrite (taken from runs of the suites
+# against each fault, and against a closed port): old outputs keep the cases above.
+CASES += [
+    ("Parent suite setup failed:\nConfiguration invalid for target 'staging' (2 problems); nothing was connected:\n"
+     "- E2E_BACKEND_URL is not set\n- E2E_JWT_SECRET and/or E2E_OAUTH_SIMULATION_KEY is not set", "configuration", [],
+     True),
+    ("GET http://127.0.0.1:9/health (health): cannot connect to 127.0.0.1:9 (connection refused: nothing listens on "
+     "that port). Check that the service runs there and that the URL is right.", "connectivity", [], False),
+    ("POST http://127.0.0.1:9/auth/e2e/test-auth (the auth service's test-auth endpoint): cannot connect to "
+     "127.0.0.1:9 (connection refused: nothing listens on that port). Check that the service runs there and that the "
+     "URL is right.", "connectivity", [], False),
+    ("GET http://127.0.0.1:9/api/mcp/servers without a token: cannot connect to 127.0.0.1:9 (connection refused: "
+     "nothing listens on that port). Check that the service runs there and that the URL is right.", "connectivity", [],
+     False),
+    ("Expected a refusal (HTTP 403), but the handshake could not be attempted: Cannot connect to ws://127.0.0.1:9/ws: "
+     "[Errno 111] Connection refused.", "connectivity", [], False),
+    ("Expected the handshake to be REFUSED (HTTP 403), but the server ACCEPTED it: system_message (#1) arrived "
+     "(subprotocol 'jwt-auth'). A bad token that is accepted is a security failure, not a pass.\n    +0.001s  #1    "
+     "system_message         connection_id=ws_1 user_id=auth-expired", "authentication", [], False),
+    ("GET http://127.0.0.1:9/api/mcp/servers answered HTTP 200, expected 401: {'data': []}", "authentication", [],
+     False),
+    ("http://127.0.0.1:9/health answered HTTP 500, expected 200 with {'status': 'healthy'}: {'status': 'unhealthy'}",
+     "health", [], False),
+    ("Rule 5 (isolation) violated on 2 of 2 connection(s), 12 foreign event(s) in all:\nConnection 'iso-alice': 6 "
+     "foreign event(s)\n- Rule 5 (isolation) violated: connection 'iso-alice' of user 'iso-alice' received "
+     "agent_started (#4) of user 'iso-bob', run 'run_1', thread 'thread_1', an event of a run this connection never "
+     "started.", "isolation", [5], False),
+    ("- Rule 3 (pairing) violated: expected tool_completed for 'search_docs' after tool_executing at 0.005s; the run "
+     "ended with agent_completed (#6) at 0.007s.\nRun run_1 on 'flow-user' (dialect 'default'), timeline:", "protocol",
+     [3], False),
+    ("- Rule 1 (start and end) violated: expected ['started', 'thinking', 'tool_executing', 'tool_completed', "
+     "'completed'] in this order; 'tool_completed' is missing after position 3. Got ['agent_started (started)'].",
+     "protocol", [1], False),
+    ("Expected the welcome frame ({\"type\": \"system_message\", \"data.event\": \"connection_established\"}) as the "
+     "first frame on 'conn-welcome', no frame arrived within 2s.\n  (no events)", "protocol", [], False),
+    ("Several failures occurred:\n\n1) - Rule 3 (pairing) violated: x\n\n2) Rule 5 (isolation) violated on 1 of 2 "
+     "connection(s), 6 foreign event(s) in all:", "isolation", [3, 5], False),
 ]
 
 
