@@ -368,7 +368,7 @@ def policy_close_server():
 def test_policy_close_before_welcome_counts_as_refusal_when_the_dialect_says_so(sessions, policy_close_server):
     dialects.use("netra")
     assert sessions.handshake_should_be_refused("bad", url=policy_close_server) \
-        == "closed with code 1008 before the welcome, after error='AUTH_FAILED'"
+        == "closed with code 1008 (auth failed) before the welcome, after error='AUTH_FAILED'"
 
 
 def test_policy_close_is_not_a_refusal_by_default(sessions, policy_close_server):

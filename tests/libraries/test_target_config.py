@@ -34,7 +34,7 @@ def tls_probes(monkeypatch):
     connected to, since the staging hosts here do not exist."""
     probed: list[str] = []
 
-    def probe(url, tls, timeout=10.0):
+    def probe(url, tls, timeout=10.0, **options):
         probed.append(url)
         return None
 
