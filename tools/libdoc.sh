@@ -9,18 +9,34 @@
 #
 # Fails (exit 1) if any library or resource does not build, or if libdoc prints anything
 # but the path it wrote: a warning (e.g. an argument type it cannot document) is a doc bug too.
+# The pages are built in parallel (one libdoc process each); the report is in name order.
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/docs/libdoc}"
 python="${PYTHON:-python}"
 mkdir -p "$out"
-status=0
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+sources=()
 for source in "$root"/libraries/*.py "$root"/resources/*.resource; do
-    [ -e "$source" ] || continue
+    [ -e "$source" ] && sources+=("$source")
+done
+for source in "${sources[@]}"; do
+    name="$(basename "$source")"
+    name="${name%.*}"
+    (
+        "$python" -m robot.libdoc --pythonpath "$root/libraries" "$source" "$out/$name.html" >"$work/$name.out" 2>&1
+        echo $? >"$work/$name.rc"
+    ) &
+done
+wait
+status=0
+for source in "${sources[@]}"; do
     name="$(basename "$source")"
     name="${name%.*}"
     target="$out/$name.html"
-    if ! messages="$("$python" -m robot.libdoc --pythonpath "$root/libraries" "$source" "$target" 2>&1)"; then
+    messages="$(cat "$work/$name.out")"
+    if [ "$(cat "$work/$name.rc")" != 0 ]; then
         echo "FAIL $name:" >&2
         echo "$messages" >&2
         status=1
