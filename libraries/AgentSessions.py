@@ -327,10 +327,11 @@ class AgentSessions:
             else:
                 what = (f"the server ACCEPTED it: HTTP {hs.status}, and the connection stayed open for {secs:g}s"
                         if can_close else f"the server ACCEPTED it: HTTP {hs.status}")
+            verdict = (" A bad token that is accepted is a security failure, not a pass." if "ACCEPTED" in what
+                       else " That is neither an acceptance nor the refusal the dialect describes.")
             raise AssertionError(
                 f"Expected the handshake to be REFUSED ({expected}), but {what} (subprotocol "
-                f"{mask_subprotocol(hs.subprotocol)!r}). A bad token that is accepted is a security failure, not a "
-                f"pass.\n" + timeline.text(frames, conn.opened_at))
+                f"{mask_subprotocol(hs.subprotocol)!r}).{verdict}\n" + timeline.text(frames, conn.opened_at))
         finally:
             conn.close(why="the refusal check ended")
 

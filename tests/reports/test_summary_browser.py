@@ -9,11 +9,11 @@ import report_runs as rr
 from robot.api import ExecutionResult
 
 
-# "passing" and "pabot" are INCOMPLETE: nothing failed, but the default wire skips the thread-join
-# test by design, and a skip is never a pass.
-@pytest.mark.parametrize("name, label, charts", [("passing", "INCOMPLETE", 3), ("protocol", "FAILED", 3),
+# "passing" and "pabot" are PASSED: nothing failed, and the one skip (the thread-join test) does not
+# apply to the default wire; any other skip would make them INCOMPLETE.
+@pytest.mark.parametrize("name, label, charts", [("passing", "PASSED", 3), ("protocol", "FAILED", 3),
                                                  ("configuration", "NOT TESTED: configuration invalid", 1),
-                                                 ("pabot", "INCOMPLETE", 3)])
+                                                 ("pabot", "PASSED", 3)])
 def test_the_rendered_page_shows_verdict_and_figures(runs, chromium_bin, tmp_path, name, label, charts):
     run = runs[name]
     shot = tmp_path / f"summary-{name}.png"
@@ -32,6 +32,6 @@ def test_the_rendered_page_shows_verdict_and_figures(runs, chromium_bin, tmp_pat
     assert rr.png_size(shot) == (1280, 2000)
     assert shot.stat().st_size > 30_000, "a blank page compresses to a few kB"
     if name == "protocol":
-        assert "Protocol violation" in text and "Rule 3 (tool pairing)" in text
+        assert "Protocol violation" in text and "Rule 3 (pairing)" in text
         assert "tool_completed none received" in text
     shutil.copy(shot, run.outdir / shot.name)  # kept next to the run for a human look

@@ -110,6 +110,13 @@ def test_setup_failure_reports_the_setup_message():
     ("E2E_JWT_SECRET is not set for this target: a correctly signed special token cannot be made", "configuration"),
     ("E2E_OAUTH_SIMULATION_KEY is not set for this target", "configuration"),
     ("Skipped because the moon is full", "other"),
+    ("dialect 'ag-ui' has no welcome frame (welcome.presence: absent)", "not applicable"),
+    ("dialect 'langgraph's events carry no ids (run.event_ids is empty): the run is tied to the connection",
+     "not applicable"),
+    ("target 'staging' has no auth service (E2E_AUTH_URL is not set)", "configuration"),
+    ("target 'staging' has no auth service (dialect 'langgraph' has none)", "not applicable"),
+    ("Skipped in parent suite setup:\ntarget 'staging' does not play the kit's scenario file (only the embedded "
+     "backend does)", "not applicable"),
 ])
 def test_skip_reason(message, cls):
     assert classify_skip(message) == cls

@@ -49,8 +49,8 @@ CAPABILITY_SKIP = ("08 User Isolation", "A Thread Belongs To Its User",
 
 def _only_the_capability_skip(run: rr.Run, s) -> None:
     suite, name, why = CAPABILITY_SKIP
-    assert [(t.suite, t.name, t.skip_class, t.message) for t in s.skipped] == [(suite, name, "other", why)]
-    assert f"| {suite} | {name} | other | {why} |" in run.md.read_text(encoding="utf-8")
+    assert [(t.suite, t.name, t.skip_class, t.message) for t in s.skipped] == [(suite, name, "not applicable", why)]
+    assert f"| {suite} | {name} | not applicable | {why} |" in run.md.read_text(encoding="utf-8")
 
 
 def test_a_passing_run_is_green_with_its_figures(runs):
@@ -62,9 +62,9 @@ def test_a_passing_run_is_green_with_its_figures(runs):
     _figures_match_statistics(run, result, s)
     total = result.statistics.total.total
     assert (s.totals["failed"], s.totals["skipped"], s.totals["passed"]) == (0, 1, total - 1)
-    assert s.verdict["key"] == "incomplete" and s.verdict["label"] == "INCOMPLETE"
-    assert (f"**Verdict: INCOMPLETE**: No test failed, but 1 of {total} were skipped: those checks did not run."
-            in run.md.read_text(encoding="utf-8"))
+    assert s.verdict["key"] == "pass" and s.verdict["label"] == "PASSED"
+    assert (f"**Verdict: PASSED**: All {total - 1} tests that apply to this target passed; 1 does not apply to it "
+            f"(listed under Skipped, each with the reason)." in run.md.read_text(encoding="utf-8"))
     _only_the_capability_skip(run, s)
     c = s.connections
     assert c["attempts"] >= 20 and c["established"] == c["attempts"] and c["success_rate"] == 100.0
@@ -98,7 +98,7 @@ def test_the_summary_is_rebuilt_from_output_xml_alone(runs, tmp_path):
     assert time.perf_counter() - started < 5  # interpreter start included; the summary itself is ms
     total = result.statistics.total.total
     rate = f"{100.0 * (total - 1) / total:.1f}".rstrip("0").rstrip(".")
-    assert f"INCOMPLETE: {total - 1} passed, 0 failed, 1 skipped of {total} (pass rate {rate}%)" in proc.stdout
+    assert f"PASSED: {total - 1} passed, 0 failed, 1 skipped of {total} (pass rate {rate}%)" in proc.stdout
 
     # The summary links to log.html (and each test in it); written elsewhere, it links back to the
     # run's log.html, relative to where it is. Apart from that and its source line it is the same.
@@ -168,12 +168,12 @@ def test_an_unreachable_target_shows_failed_attempts_and_never_a_secret(runs):
     # scenario file; they skip in their suite setup).
     skips = {t.name: t for t in s.skipped}
     assert skips.pop("Auth Service Issues A Working Token For The Right Key").skip_class == "configuration"
-    assert skips.pop(CAPABILITY_SKIP[1]).skip_class == "other"
+    assert skips.pop(CAPABILITY_SKIP[1]).skip_class == "not applicable"
     assert {t.suite for t in skips.values()} == {"10 Agent Behaviour"} and len(skips) >= 1, sorted(skips)
     assert s.totals["skipped"] == len(s.skipped) == len(skips) + 2
     md = run.md.read_text(encoding="utf-8")
     for t in skips.values():  # the reason shown is the setup's, not Robot's "Skipped in parent suite setup:"
-        assert t.skip_class == "other"
+        assert t.skip_class == "not applicable"
         row = next((line for line in md.splitlines() if line.startswith(f"| 10 Agent Behaviour | {t.name} |")), "")
         assert "does not play the kit's scenario file" in row, row
     assert any("points at loopback" in w for w in s.warnings)
@@ -212,7 +212,7 @@ def test_pabot_merged_summary_adds_up_every_process(runs):
     assert run.html.is_file(), "the watcher wrote no summary of the merged output after pabot exited"
     result, s = _load(run)
     _figures_match_statistics(run, result, s)
-    assert s.verdict["key"] == "incomplete" and s.totals["total"] == result.statistics.total.total > 30
+    assert s.verdict["key"] == "pass" and s.totals["total"] == result.statistics.total.total > 30
     _only_the_capability_skip(run, s)
     outputs = sorted(run.outdir.glob("pabot_results/*/output.xml"))
     parts = [summaries.build(ExecutionResult(str(p))) for p in outputs]

@@ -28,14 +28,15 @@ CLASSES: tuple[tuple[str, str, str], ...] = (
 LABELS = {key: label for key, label, _ in CLASSES}
 ORDER = {key: i for i, (key, _, _) in enumerate(CLASSES)}
 
-RULE_NAMES = {1: "start and end", 2: "thinking", 3: "tool pairing", 4: "ids", 5: "isolation", 6: "timing",
+RULE_NAMES = {1: "start and end", 2: "thinking", 3: "pairing", 4: "ids", 5: "isolation", 6: "timing",
               7: "schema"}
 
 _RULE = re.compile(r"Rule (\d+) \(([^)]*)\) violated")
 _CONFIG = re.compile(r"Configuration invalid|No WebSocket URL given and no target resolved|"
                      r"no target resolved|is not a known profile|\bE2E_[A-Z_]+ (?:and/or [A-Z_]+ )?is not set|"
                      r"^Target '[^']+': ", re.M)
-_CONNECT = re.compile(r"Cannot connect to|Cannot reach|could not be attempted|did not complete within|"
+_CONNECT = re.compile(r"Cannot connect to|cannot connect to|Cannot reach|could not be attempted|did not complete within|"
+                      r"no connection to .* within|sent no answer within|closed the connection right after the handshake|"
                       r"TLS handshake|ConnectionRefusedError|Connection refused|NewConnectionError|"
                       r"Max retries exceeded|failed before any answer|Name or service not known|"
                       r"Temporary failure in name resolution|getaddrinfo|nodename nor servname|"
@@ -48,7 +49,9 @@ _AUTH = re.compile(r"Expected the handshake to be REFUSED|but the server ACCEPTE
 _TIMING = re.compile(r"p95 [\d.]+ ms, expected at most|(?:Test|Keyword) timeout .* exceeded|budget \d")
 _HEALTH = re.compile(r"Expected status: 5\d\d|answered HTTP 5\d\d|answered status '[^']*', expected 'healthy'|"
                      r"HTTP 5\d\d")
-_PROTOCOL = re.compile(r"Expected connection_established|before the welcome frame|in this order|"
+_PROTOCOL = re.compile(r"Expected connection_established|Expected the welcome frame|the welcome frame names|"
+                       r"selected subprotocol|selected no subprotocol|refused a setup command|"
+                       r"No agent event of run .* but frames did arrive|before the welcome frame|in this order|"
                        r"error_code|Expected close code|Expected the server to close|required event|"
                        r"No tool_completed|Expected '[^']+' to be open")
 _BREACH = re.compile(r"^Concurrent sessions breached")
@@ -182,9 +185,26 @@ def classify(message: str | None) -> Cause:
     return Cause(classes[0], classes, rules, line, via_setup)
 
 
+# A check the target's wire cannot support: nothing that could be checked was left out.
+_NOT_APPLICABLE = re.compile(r"dialect '[^']+'(?:s events)? (?:has no|defines no|does not require|ties events|"
+                             r"carry no ids|switches schema|does not accept|names no)|has none\)|"
+                             r"has no agent API endpoints|does not play the kit's scenario file|offered no subprotocol|"
+                             r"not with a token in a subprotocol|carries no token usage|"
+                             r"the run called no tool")
+
+
+def skip_reason(message: str | None) -> str:
+    """The reason of a skip, also for a test skipped by its suite's setup."""
+    text = re.sub(r"^Skipped in (?:parent )?suite setup:\s*", "", (message or "").strip(), flags=re.I)
+    return first_line(text) or "-"
+
+
 def classify_skip(message: str | None) -> str:
-    """Why a test was skipped: ``configuration`` when the target lacked a setting, else ``other``."""
+    """Why a test was skipped: ``not applicable`` (the target's wire has no such thing),
+    ``configuration`` (the target lacks a setting it could have), else ``other``."""
     text = message or ""
+    if _NOT_APPLICABLE.search(text):
+        return "not applicable"
     if _CONFIG.search(text) or re.search(r"\bis not set\b|not configured|no secret|needs? a ", text, re.I):
         return "configuration"
     return "other"

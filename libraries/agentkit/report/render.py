@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .summary import Summary, esc, timeline_run, verdict_line
 from .charts import connect_histogram, run_timeline, suite_bars
-from .classify import CLASSES
+from .classify import CLASSES, skip_reason
 
 COLOURS = {"pass": ("#e8f5e9", "#2e7d32"), "incomplete": ("#fff8e1", "#b26a00"),
            "fail": ("#ffebee", "#c62828"), "not-tested": ("#ffebee", "#8e0000")}
@@ -198,7 +198,7 @@ def _html_failures(s: Summary) -> str:
                    "<th>suite</th><th>test</th><th>reason</th><th>why</th></tr>")
         for t in skips:
             out.append(f"<tr><td>{esc(t.suite)}</td><td>{_test_link(s, t)}</td><td>{esc(t.skip_class)}</td>"
-                       f"<td class=\"mono\">{esc(t.message.splitlines()[0] if t.message else '-')}</td></tr>")
+                       f"<td class=\"mono\">{esc(skip_reason(t.message))}</td></tr>")
         out.append("</table>")
     out.append("</section>")
     return "".join(out)
@@ -369,7 +369,7 @@ def render_markdown(s: Summary) -> str:
         lines += [f"## Skipped ({len(s.skipped)}): not run, not passed", "", "| suite | test | reason | why |",
                   "|---|---|---|---|"]
         lines += [f"| {_md(t.suite)} | {_md(t.name)} | {t.skip_class} | "
-                  f"{_md(t.message.splitlines()[0] if t.message else '-')} |" for t in s.skipped]
+                  f"{_md(skip_reason(t.message))} |" for t in s.skipped]
         lines.append("")
     lines += ["## Suites", "", "| suite | tests | passed | failed | skipped | pass rate | duration |",
               "|---|---:|---:|---:|---:|---:|---:|"]

@@ -10,7 +10,8 @@ added up, peak memory is the largest of them.
 Honesty rules the verdict follows:
 
 - green (``PASSED``) only when at least one test ran, every test passed and none was
-  skipped; a skipped test makes the run ``INCOMPLETE`` (amber), never a pass;
+  skipped but the checks the target's wire cannot support (no welcome frame on AG-UI,
+  listed as not applicable); any other skip makes the run ``INCOMPLETE`` (amber);
 - a run whose every failure is a configuration failure is ``NOT TESTED``: nothing
   reached the target, so no pass rate describes the backend;
 - what the target was is stated next to the verdict (the embedded reference backend is
@@ -356,6 +357,7 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
     # Verdict.
     fail_classes = [t.cause.cls for t in tests if t.cause is not None]
     config_skips = [t for t in tests if t.skip_class == "configuration"]
+    na_skips = [t for t in tests if t.skip_class == "not applicable"]
     if total == 0:
         verdict = {"key": "not-tested", "label": "NO TESTS RAN", "line": "The output holds no test results."}
     elif failed and all(c == "configuration" for c in fail_classes):
@@ -373,11 +375,17 @@ def build(result: Any, records: list[dict] | None = None, source: str = "", note
         verdict = {"key": "fail", "label": "FAILED",
                    "line": f"{failed} of {total} tests failed: " + "; ".join(parts) + "."
                            + (f" {skipped} more skipped (not run)." if skipped else "")}
-    elif skipped:
+    elif skipped - len(na_skips):
         why = (f"{len(config_skips)} for missing configuration" if config_skips else "")
         verdict = {"key": "incomplete", "label": "INCOMPLETE",
-                   "line": f"No test failed, but {skipped} of {total} were skipped"
-                           + (f" ({why})" if why else "") + ": those checks did not run."}
+                   "line": f"No test failed, but {skipped - len(na_skips)} of {total} were skipped"
+                           + (f" ({why})" if why else "") + ": those checks did not run."
+                           + (f" {len(na_skips)} more do not apply to this target." if na_skips else "")}
+    elif na_skips:
+        verdict = {"key": "pass", "label": "PASSED",
+                   "line": f"All {passed} tests that apply to this target passed; {len(na_skips)} "
+                           f"{'does' if len(na_skips) == 1 else 'do'} not apply to it (listed under Skipped, each with "
+                           f"the reason)."}
     else:
         verdict = {"key": "pass", "label": "PASSED", "line": f"All {total} tests passed."}
     target_name = dict(target_rows).get("target")
