@@ -372,7 +372,7 @@ class AgentSessions:
             session = intruder.session
             try:
                 failure = intruder.setup(secs)
-            except TimeoutError:
+            except (TimeoutError, ConnectionError):  # no reply, or closed before the command went out
                 failure = None
             if session.closed is not None:
                 return self._kept_out(f"the server closed the second user's connection ({session.closed.summary()})")

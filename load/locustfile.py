@@ -27,7 +27,9 @@ default the dialect's), ``E2E_SESSION_TIMEOUT`` (seconds, default 30),
 ``E2E_RUN_GRACE`` (seconds a run keeps listening after its end, default 0.3),
 ``E2E_VERIFY_TLS`` (``false`` for test systems only), ``E2E_CA_FILE``, ``E2E_CLIENT_CERT``
 and ``E2E_CLIENT_KEY`` (mutual TLS), ``E2E_BACKEND_URL`` (for dialects that prepare a
-connection over HTTP).
+connection over HTTP). ``E2E_LOCUST_ITERATIONS``: each user runs that many sessions, then
+stops; the test ends when every user has (a run that does not depend on how fast the
+machine is; keep ``-t`` as a cap).
 
     locust -f load/locustfile.py --headless -u 100 -r 20 -t 1m --host ws://127.0.0.1:8000/ws
 """
@@ -48,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "libraries"))
 
 import websocket  # noqa: E402  (websocket-client)
 from locust import User, between, task  # noqa: E402
+from locust.exception import StopUser  # noqa: E402
 
 from agentkit import rules  # noqa: E402
 from agentkit.rules.schemas import SchemaCheckUnavailable  # noqa: E402
@@ -156,12 +159,17 @@ class _Socket:
             self.ws.shutdown()
 
 
+_finished_users: list = []
+
+
 class AgentChatUser(User):
     """One simulated chat user: connect, one message, its whole agent run, close; repeat."""
 
     wait_time = between(0.1, 0.5)
 
     def on_start(self) -> None:
+        self.iterations = int(os.environ.get("E2E_LOCUST_ITERATIONS") or 0)
+        self.done = 0
         self.dialect = dialects.load(os.environ["E2E_DIALECT"]) if os.environ.get("E2E_DIALECT") \
             else dialects.current()
         self.auth = os.environ.get("E2E_AUTH_MODE") or self.dialect.connect["auth"][0]
@@ -315,3 +323,16 @@ class AgentChatUser(User):
         finally:
             if sock is not None:
                 sock.close()
+            self._count_iteration()
+
+    def _count_iteration(self) -> None:
+        """With E2E_LOCUST_ITERATIONS: stop after that many sessions; the last user to stop
+        ends the test (a worker ends its part; the master sees every worker stop)."""
+        self.done += 1
+        if not self.iterations or self.done < self.iterations:
+            return
+        _finished_users.append(self)
+        runner = self.environment.runner
+        if runner is not None and len(_finished_users) >= max(1, runner.target_user_count or 0):
+            runner.quit()
+        raise StopUser()

@@ -66,7 +66,7 @@ from ..wire.paths import render
 from ..wire.spec import AUTH_MODES, ConnectionSpec, SpecError, validate_ws_url, ws_base
 from ..wire.tls import TLSConfig, diagnose
 from .http import probe
-from .threaded import HandshakeFailed, HandshakeRefused, prepare
+from .threaded import HandshakeFailed, HandshakeRefused, prepare, token_subject
 
 SCENARIOS = ("connect", "ping", "chat")
 USER_MODES = ("distinct", "single")
@@ -484,6 +484,8 @@ class SessionRun:
         try:
             spec, thread_id = self._spec(run.user_id)
             run.token = spec.token
+            # The connection's user is the token's subject (an auth service names its own users).
+            run.session.user_id = token_subject(spec.token) or run.user_id
             # One timer per session: first the connect deadline (handshake + welcome frame),
             # moved to the session deadline once the welcome arrived. A timer is not free at
             # thousands of sessions per second.
@@ -547,7 +549,7 @@ class SessionRun:
         if failure is None and run.agent_error is not None:
             failure = _Outcome("agent_errors", f"the run ended with {run.agent_error.type}: "
                                                f"{run.agent_error.field('error')!r}")
-        isolation = rules.foreign_violations(run.session.foreign, run.user_id, run.name)
+        isolation = rules.foreign_violations(run.session.foreign, run.session.user_id, run.name)
         tally.isolation_violations += len(isolation)
         tally.isolation_sessions += bool(isolation)
         tally.rule_violations += len(violations)

@@ -71,7 +71,7 @@ class Event:
             data = bytes(text)
             raw = data.decode("utf-8", "replace")
             if not dialect.binary_json:
-                return cls(seq, received, connection, f"<binary {len(data)} bytes: {_hex_preview(data)}>", None,
+                return cls(seq, received, connection, f"<binary frame, {len(data)} bytes: {_hex_preview(data)}>", None,
                            f"binary frame of {len(data)} bytes; dialect '{dialect.name}' reads JSON from text "
                            f"frames only (events.binary_json)", binary=True, data=data, dialect=dialect)
             try:
@@ -166,8 +166,9 @@ class Event:
             text = f"connection closed by the {self.closed_by}, code {self.close_code}"
             return text + (f" ({self.close_reason})" if self.close_reason else "")
         if self.parse_error:
-            return _cut(f"{self.parse_error}: {self.raw[:width]!r}" if not self.binary or self.message is not None
-                        else self.raw, width)
+            if self.binary and self.data is not None and self.message is None:
+                return _cut(self.raw, width)
+            return _cut(f"{self.parse_error}: {self.raw[:width]!r}", width)
         role = self.role
         parts = []
         if role == "started" and self.field("agent_name") is not None:
