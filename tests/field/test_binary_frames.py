@@ -86,7 +86,7 @@ def test_binary_frame_mid_run_shows_in_the_frame_log_timeline_and_stats():
     assert f"binary frame of {len(BLOB)} bytes" in entries[0]["parse_error"], entries[0]
     frames = stepwise.detail["frames"]
     text = timeline.text(frames)
-    assert "<binary>" in text and f"<binary {len(BLOB)} bytes: 89 50 4e 47" in text, text
+    assert "<binary>" in text and f"<binary frame, {len(BLOB)} bytes: 89 50 4e 47" in text, text
     table = timeline.html_table(frames)
     assert "&lt;binary&gt;" in table, table
     assert fanout.stats["binary_frames"] == 1, fanout.stats

@@ -503,7 +503,7 @@ class TestBinaryFrames:
         run, _ = wire.send("hi", run_id="r1", thread_id="t1")
         event, _ = wire.recv(data, binary=True)
         assert event.binary and event.message is None and event.role is None and event.data == data
-        assert event.raw.startswith(f"<binary {len(data)} bytes")
+        assert event.raw.startswith(f"<binary frame, {len(data)} bytes")
         assert f"{len(data)} bytes" in event.parse_error and "events.binary_json" in event.parse_error
         assert "binary" in event.summary() and str(len(data)) in event.summary()
         assert run.events == [] and event in wire.session.unmatched
