@@ -99,7 +99,7 @@ class TargetConfig:
             name = self._target_name(None, os.environ)
             profile = targets.profile_of(name)
             problems: list[str] = []
-            targets.common(profile, dict(os.environ), problems)
+            targets.common(profile, dict(os.environ), problems, check_dialect=False)
             if profile.get("kind") != "embedded" or problems:
                 return
             spec = targets.backend_spec(profile, dict(os.environ), self._output_dir(), problems)

@@ -219,8 +219,11 @@ class Settings:
         return default if value is None else str(value) if not isinstance(value, str) else value
 
 
-def common(profile: dict, environ: dict, problems: list[str]) -> dict:
-    """Every setting shared by local and remote profiles, checked; problems appended."""
+def common(profile: dict, environ: dict, problems: list[str], check_dialect: bool = True) -> dict:
+    """Every setting shared by local and remote profiles, checked; problems appended.
+
+    ``check_dialect=False`` leaves the dialect file unchecked (the early launch of the
+    embedded backend: resolving checks it, while the backend boots)."""
     s = Settings(profile, environ)
     out: dict[str, Any] = {
         "first_event_timeout": _seconds("E2E_FIRST_EVENT_TIMEOUT", s.get("E2E_FIRST_EVENT_TIMEOUT", "first_event_timeout", "2s"), problems),
@@ -243,7 +246,7 @@ def common(profile: dict, environ: dict, problems: list[str]) -> dict:
     out["dialect_name"] = name
     dialect = None
     try:
-        dialect = dialects.load(name)
+        dialect = dialects.load(name) if check_dialect else None
     except dialects.DialectError as err:
         problems.append(f"E2E_DIALECT: {err}")
     if dialect is not None:
