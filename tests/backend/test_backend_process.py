@@ -130,3 +130,19 @@ def test_the_wire_comes_from_the_environment(start_server):
         assert recv_json(ws)["type"] == "connection_established"
     finally:
         ws.close()
+
+
+def test_exit_with_pid_stops_the_backend_when_that_process_ends(start_server):
+    # pabot's shared backend lives as long as pabot: --exit-with-pid names the process to outlive.
+    owner = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        srv = start_server("--exit-with-pid", str(owner.pid))
+        assert srv.proc.poll() is None
+        owner.stdin.close()
+        owner.wait(5)
+        code = srv.proc.wait(10)  # the condition itself: the backend's own exit
+    finally:
+        owner.kill()
+    assert code == 0, srv.stderr()
+    assert f"process {owner.pid} ended: stopping" in srv.stderr()
+    assert "Traceback" not in srv.stderr()
