@@ -57,7 +57,7 @@ class TargetConfig:
     | ``E2E_RUN_TIMEOUT`` | Robot time string, default ``30s``. |
     | ``E2E_CONNECT_TIMEOUT`` | Handshake plus welcome frame, Robot time string, default ``10s``. |
     | ``E2E_RUN_GRACE`` | How long a run keeps listening after its end, default ``300ms``; ``0`` turns it off. |
-    | ``E2E_AUTH_MODE`` | Overrides the dialect: ``subprotocol``, ``bearer`` or ``query``. |
+    | ``E2E_AUTH_MODE`` | Overrides the dialect's first ``connect.auth`` entry: ``subprotocol``, ``bearer`` or ``query``, one the dialect lists. |
     | ``E2E_TOKEN_ENCODING`` | Overrides the dialect: ``raw`` or ``base64url`` token inside the subprotocol. |
     | ``E2E_SIMULATION_KEY_HEADER`` | Overrides the dialect's header for the simulation key. |
     | ``E2E_VERIFY_TLS`` | ``true`` (default) or ``false`` (test systems only; said in the console, metadata and summary). |

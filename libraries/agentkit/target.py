@@ -254,6 +254,10 @@ def common(profile: dict, environ: dict, problems: list[str], check_dialect: boo
         for key, default in dialect.spec.get("settings", {}).items():
             settings[key] = s.get(f"E2E_{key.upper()}", key, default)
         out["settings"] = settings
+        accepted = dialect.connect["auth"]
+        if out["auth_mode"] and out["auth_mode"] not in accepted:
+            problems.append(f"E2E_AUTH_MODE '{out['auth_mode']}' is not one the dialect '{dialect.name}' accepts: "
+                            f"expected one of {', '.join(accepted)} (its connect/auth)")
         http = dialect.http
         out["agent_api"] = _bool("E2E_AGENT_API", s.get("E2E_AGENT_API", "agent_api"), problems)
         out["auth_service"] = _bool("E2E_AUTH_SERVICE", s.get("E2E_AUTH_SERVICE", "auth_service"), problems)

@@ -241,3 +241,10 @@ def test_invalid_local_setting_starts_nothing(config):
     with pytest.raises(ConfigurationError, match=r"E2E_RUN_TIMEOUT 'never' is not a time"):
         config.resolve_target("local", env={"E2E_RUN_TIMEOUT": "never"})
     assert config.backend is None and targets.current() is None
+
+
+def test_an_auth_mode_the_dialect_does_not_accept_is_named_with_the_ones_it_does(config):
+    with pytest.raises(ConfigurationError) as err:
+        config.resolve_target("staging", env=dict(STAGING, E2E_DIALECT="langgraph", E2E_AUTH_MODE="subprotocol"))
+    assert ("E2E_AUTH_MODE 'subprotocol' is not one the dialect 'langgraph' accepts: expected one of bearer, query"
+            in str(err.value)), str(err.value)
