@@ -88,8 +88,8 @@ class TargetConfig:
         return targets._backend
 
     # Robot imports this library while it sets up the top suite, before the suites' other
-    # libraries. Launching the embedded backend here lets its boot (about 0.25 s, mostly
-    # importing FastAPI) overlap that work; resolving adopts it if the configuration it
+    # libraries. Launching the embedded backend here lets its boot (about 0.3 s, mostly
+    # imports) overlap that work; resolving adopts it if the configuration it
     # resolves is the same, and validation still happens there, once.
     def _launch_early(self) -> None:
         builtin = BuiltIn()

@@ -1,6 +1,6 @@
 """The embedded reference backend: the kit's default system under test.
 
-A FastAPI + uvicorn service that speaks the agent chat protocol of PROTOCOL.md
+A Starlette + uvicorn service that speaks the agent chat protocol of PROTOCOL.md
 (health and discovery endpoints, the e2e auth service, the ``/ws`` agent event
 stream) and can break one protocol rule at a time on request (fault modes), so
 the suites can be shown to fail for the right reason.

@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown of FastAPI's module graph (about 50 ms that a
+    """Exit without the interpreter's teardown of the web framework's module graph (about 50 ms that a
     test run waits for). Everything is closed by then; only the streams need flushing."""
     logging.shutdown()
     sys.stdout.flush()

@@ -1,6 +1,6 @@
 """The ``/ws`` endpoint: the connection's life, the same on every wire.
 
-A raw ASGI app (mounted in the FastAPI router) so that no per-frame framework
+A raw ASGI app (routed by the Starlette app) so that no per-frame framework
 layer sits between uvicorn and the protocol. The wire (:mod:`reference_backend.wires`)
 decides what is said; this module only sequences it:
 
