@@ -255,7 +255,7 @@ def common(profile: dict, environ: dict, problems: list[str], check_dialect: boo
             settings[key] = s.get(f"E2E_{key.upper()}", key, default)
         out["settings"] = settings
         accepted = dialect.connect["auth"]
-        if out["auth_mode"] and out["auth_mode"] not in accepted:
+        if out["auth_mode"] in AUTH_MODES and out["auth_mode"] not in accepted:  # a bad value is named above
             problems.append(f"E2E_AUTH_MODE '{out['auth_mode']}' is not one the dialect '{dialect.name}' accepts: "
                             f"expected one of {', '.join(accepted)} (its connect/auth)")
         http = dialect.http
