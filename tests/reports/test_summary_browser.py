@@ -9,11 +9,11 @@ import report_runs as rr
 from robot.api import ExecutionResult
 
 
-# "passing" and "pabot" are PASSED: nothing failed, and the one skip (the thread-join test) does not
-# apply to the default wire; any other skip would make them INCOMPLETE.
+# "passing" is PASSED: nothing failed, and the one skip (the thread-join test) does not apply to
+# the default wire; any other skip would make it INCOMPLETE. (pabot's merged summary is the same
+# page, its figures checked in test_summary_runs.)
 @pytest.mark.parametrize("name, label, charts", [("passing", "PASSED", 3), ("protocol", "FAILED", 3),
-                                                 ("configuration", "NOT TESTED: configuration invalid", 1),
-                                                 ("pabot", "PASSED", 3)])
+                                                 ("configuration", "NOT TESTED: configuration invalid", 1)])
 def test_the_rendered_page_shows_verdict_and_figures(runs, chromium_bin, tmp_path, name, label, charts):
     run = runs[name]
     shot = tmp_path / f"summary-{name}.png"

@@ -84,11 +84,12 @@ class Sampler(threading.Thread):
 CASES = {
     # name: (env overrides, robot args, pabot processes, signals to send once the blocking test started)
     "normal": ({}, (), None, ()),
-    "failing": ({"E2E_REFERENCE_FAULTS": "leak"}, (), None, ()),
+    "failing": ({"E2E_REFERENCE_FAULTS": "leak"}, ("--include", "isolation"), None, ()),
     "sigint": ({"E2E_REFERENCE_FAULTS": "no-connection-established"}, (), None, (signal.SIGINT,)),
     "sigint-twice": ({"E2E_REFERENCE_FAULTS": "no-connection-established"}, (), None, (signal.SIGINT, signal.SIGINT)),
     "sigterm": ({"E2E_REFERENCE_FAULTS": "no-connection-established"}, (), None, (signal.SIGTERM,)),
-    "pabot": ({}, (), 2, ()),
+    # four suites in two processes: enough for one process to start the shared backend and others to adopt it
+    "pabot": ({}, ("--include", "smoke", "--include", "auth", "--include", "isolation"), 2, ()),
 }
 
 
@@ -137,7 +138,7 @@ def test_no_backend_process_or_socket_remains(tmp_path, case):
     assert not still_alive, f"{case}: backend pid(s) {still_alive} still alive"
     assert not listening, f"{case}: port(s) still listened on: {listening}"
 
-    if case == "normal":  # the backend launched while Robot imports its libraries is the one used
+    if case in ("normal", "pabot"):  # normal: the backend launched early is the one used; pabot: one shared
         assert len(pids) == 1, f"{case}: {len(pids)} backends for one run: {sorted(pids)}"
     if case in ("normal", "pabot"):
         assert run.rc == 0 and run.tests and not run.failed, f"{case}: {run.counts()}\n{run.stdout[-2000:]}"
