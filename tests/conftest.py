@@ -4,9 +4,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agentkit.transports.process import BackendProcess
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: two workers per core. Many tests wait on servers and subprocesses
+    (robot runs, budgets, handshakes); a second worker per core fills that wait."""
+    return 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @pytest.fixture(scope="session")
