@@ -188,13 +188,21 @@ class TargetConfig:
     # started, under PabotLib's lock, by the first process that needs it; the others adopt
     # it. Its URL and secrets travel through PabotLib's value store, never through a log.
     # It stops when pabot exits (--exit-with-pid), not when its starter does.
-    def _share_under_pabot(self, spec: dict) -> dict:
+    # Without PabotLib (pabot --no-pabotlib) there is nothing to share through: each process
+    # starts its own backend, as a plain robot run does.
+    def _share_under_pabot(self, spec: dict) -> dict | None:
         from pabot.pabotlib import PabotLib
 
         lib = PabotLib()
         key = "agentkit-embedded-backend"
         signature = json.dumps({k: str(v) for k, v in spec.items() if k != "log_file"}, sort_keys=True)
-        lib.acquire_lock(key)
+        try:
+            lib.acquire_lock(key)
+        except Exception as err:  # noqa: BLE001 - Robot's Remote library raises RuntimeError and others
+            uri = BuiltIn().get_variable_value("${PABOTLIBURI}")
+            logger.info(f"PabotLib is not reachable at {uri} ({str(err).splitlines()[0][:160] if str(err) else type(err).__name__}; pabot --no-pabotlib?): this "
+                        f"process starts its own embedded backend instead of sharing one.")
+            return None
         try:
             raw = lib.get_parallel_value_for_key(key)
             if raw:

@@ -379,7 +379,8 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
     """Resolve and validate a target (every problem at once); for ``local`` start (or adopt
     the ``early``-launched) embedded backend, or, with ``share`` (pabot), use the one backend
     the run's processes share: ``share(spec)`` returns its ``url``, ``jwt_secret``,
-    ``simulation_key`` and ``pid``. Sets it as the current target."""
+    ``simulation_key`` and ``pid``, or None to start this process's own. Sets it as the
+    current target."""
     global _backend
     name = (name or environ.get("E2E_TARGET") or "local").strip()
     profile = profile_of(name)
@@ -389,10 +390,10 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
         spec = backend_spec(profile, environ, output_dir, problems)
         if problems:
             raise _invalid(name, problems)
-        if share is not None:
+        info = share(spec) if share is not None else None  # None: nothing to share through
+        if info is not None:
             if early is not None:
                 early[1].stop()
-            info = share(spec)
             target = _embedded_target(name, profile, settings, spec, info["url"], info["jwt_secret"],
                                       info["simulation_key"], info["pid"], shared=True)
             set_current(target)

@@ -90,6 +90,8 @@ CASES = {
     "sigterm": ({"E2E_REFERENCE_FAULTS": "no-connection-established"}, (), None, (signal.SIGTERM,)),
     # four suites in two processes: enough for one process to start the shared backend and others to adopt it
     "pabot": ({}, ("--include", "smoke", "--include", "auth", "--include", "isolation"), 2, ()),
+    # without PabotLib nothing can be shared: each process starts (and stops) its own backend
+    "pabot-no-pabotlib": ({}, ("--no-pabotlib", "--include", "smoke", "--include", "isolation"), 2, ()),
 }
 
 
@@ -133,14 +135,18 @@ def test_no_backend_process_or_socket_remains(tmp_path, case):
            f"{case:<13} rc={run.rc:<4} backends seen {sorted(pids)} ports {sorted(ports)}; after: "
            f"{len(left)} process(es), {len(listening)} listening socket(s)"
            + (f"; exited {since_signal:.1f}s after the signal" if since_signal is not None else "")
-           + (f"; shared backend gone {stop_lag:.2f}s after pabot" if pabot else ""))
+           + (f"; backend(s) gone {stop_lag:.2f}s after pabot" if pabot else ""))
     assert not left, f"{case}: backend(s) left running: {[(p.pid, ' '.join(p.cmdline())) for p in left]}"
     assert not still_alive, f"{case}: backend pid(s) {still_alive} still alive"
     assert not listening, f"{case}: port(s) still listened on: {listening}"
 
     if case in ("normal", "pabot"):  # normal: the backend launched early is the one used; pabot: one shared
         assert len(pids) == 1, f"{case}: {len(pids)} backends for one run: {sorted(pids)}"
-    if case in ("normal", "pabot"):
+    if case == "pabot-no-pabotlib":
+        assert len(pids) == 3, f"{case}: one backend per suite process expected, saw {sorted(pids)}"
+        notes = [m for m in run.messages if m.startswith("PabotLib is not reachable")]
+        assert len(notes) == 3 and "own embedded backend" in notes[0], run.messages
+    if case in ("normal", "pabot", "pabot-no-pabotlib"):
         assert run.rc == 0 and run.tests and not run.failed, f"{case}: {run.counts()}\n{run.stdout[-2000:]}"
     elif case == "failing":
         assert run.rc > 0 and run.failed, run.counts()
