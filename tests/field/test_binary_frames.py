@@ -49,7 +49,7 @@ def _binary_entries(verdict) -> list:
 
 def test_json_events_in_binary_frames_are_refused_where_the_dialect_reads_text_only():
     with ScriptedServer(run_in_binary_frames) as server:
-        use_target(server)
+        use_target(server, E2E_RUN_TIMEOUT="20s")  # far from the 1s first-event budget
         stepwise, fanout = both()
     assert stepwise.outcome == fanout.outcome == "fail", (stepwise, fanout)
     for verdict in (stepwise, fanout):
@@ -59,7 +59,7 @@ def test_json_events_in_binary_frames_are_refused_where_the_dialect_reads_text_o
     assert "<binary" in stepwise.message.split("Frames since the message:")[-1], "the timeline shows them as binary"
     assert len(_binary_entries(stepwise)) == 5, stepwise.detail.get("received")
     assert fanout.stats["binary_frames"] == 5, fanout.stats
-    assert stepwise.elapsed < 2.5 and fanout.elapsed < 2.5, "fail fast: within the first-event budget (1s)"
+    assert stepwise.elapsed < 10 and fanout.elapsed < 10, "fail fast at the first-event budget (1s), not the run budget (20s)"
 
 
 def test_json_events_in_binary_frames_pass_where_the_dialect_allows_them(binary_json_dialect):

@@ -63,7 +63,7 @@ def test_run_that_never_ends_times_out_at_run_plus_connect_budget():
     assert "no terminal event within 1s" in stepwise.message, stepwise
     assert fanout.stats["timeouts"] == 1, fanout.stats
     assert "session budget of 2s before the run ended" in fanout.message, fanout
-    assert fanout.elapsed < 3.5, f"the session budget (2s) ended it, not a default of 30s: {fanout}"
+    assert fanout.elapsed < 15, f"the session budget (2s) ended it, not a default of 30s: {fanout}"
 
 
 def test_run_within_E2E_RUN_TIMEOUT_passes_in_both_transports_and_the_threshold():

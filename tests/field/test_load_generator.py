@@ -33,9 +33,10 @@ def test_ramp_up_spreads_session_starts():
     assert ramped.outcome == at_once.outcome == "pass", (ramped, at_once)
     assert ramped.stats["ramp_up_s"] == 1.0, ramped.stats
     assert _spread(ramped_times) >= 0.8, f"6 starts over 1s ramp-up arrived within {_spread(ramped_times):.2f}s"
-    gaps = [b - a for a, b in zip(ramped_times, ramped_times[1:])]
-    assert min(gaps) >= 0.1, f"starts should be about 0.2s apart: {gaps}"
-    assert _spread(at_once_times) < 0.5, f"without ramp-up the starts came over {_spread(at_once_times):.2f}s"
+    # Each start comes no earlier than its slot (i x 0.2 s); a busy machine may only make it later.
+    offsets = [t - ramped_times[0] for t in ramped_times]
+    assert all(off >= i * 0.2 - 0.05 for i, off in enumerate(offsets)), f"a start came before its slot: {offsets}"
+    assert _spread(at_once_times) < 0.8, f"without ramp-up the starts came over {_spread(at_once_times):.2f}s"
 
 
 def test_max_handshakes_caps_handshakes_in_flight_on_the_server():

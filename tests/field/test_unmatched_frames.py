@@ -47,7 +47,8 @@ CASES = {
 def test_frames_that_are_not_agent_events_of_the_dialect_fail_fast_naming_E2E_DIALECT(case):
     frames, phrases = CASES[case]
     with ScriptedServer(answering_with(frames)) as server:
-        use_target(server, E2E_FIRST_EVENT_TIMEOUT="1s", E2E_RUN_TIMEOUT="3s")
+        # a run budget far from the first-event budget: which one ended it shows on any machine
+        use_target(server, E2E_FIRST_EVENT_TIMEOUT="1s", E2E_RUN_TIMEOUT="20s")
         stepwise, fanout = both(isolation=False)
     assert stepwise.outcome == fanout.outcome == "fail", (stepwise, fanout)
     for verdict in (stepwise, fanout):
@@ -55,5 +56,5 @@ def test_frames_that_are_not_agent_events_of_the_dialect_fail_fast_naming_E2E_DI
         assert "E2E_DIALECT" in verdict.message and "dialect 'default'" in verdict.message, verdict
         for phrase in phrases:
             assert phrase in verdict.message, f"{phrase!r} not in {verdict}"
-        assert verdict.elapsed < 2.5, f"fail fast at the first-event budget (1s), not the run budget (3s): {verdict}"
+        assert verdict.elapsed < 10, f"fail fast at the first-event budget (1s), not the run budget (20s): {verdict}"
     assert fanout.stats["timeouts"] == 0 and fanout.stats["errors"] == 1, fanout.stats

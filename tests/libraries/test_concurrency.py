@@ -114,7 +114,7 @@ def test_timeouts_are_counted_and_do_not_hang(backend_factory):
     stats = chat(proc.ws_url, proc.jwt_secret, count=10, concurrency=10, session_timeout=1.0)
     elapsed = time.monotonic() - started
     assert stats["timeouts"] == 10 and stats["failed"] == 10 and stats["errors"] == 0, stats
-    assert elapsed < 6, f"10 sessions with a 1 s budget took {elapsed:.1f}s"
+    assert elapsed < 15, f"10 sessions with a 1 s budget took {elapsed:.1f}s (the default budget is 30 s)"
     assert "timed out after the session budget of 1s before the run ended" in stats["first_errors"][0]
 
 

@@ -174,7 +174,7 @@ def test_wait_for_event_timeout_names_what_was_awaited_and_what_arrived(sessions
         sessions.wait_for_event("tool_completed", "data.tool_name=nope", timeout=SHORT)
     elapsed = time.perf_counter() - started
     text = str(err.value)
-    assert 0.45 < elapsed < 2.0
+    assert 0.45 < elapsed < 5.0, elapsed  # its 0.5 s, not the default 10 s
     assert text.startswith("Expected a frame with type tool_completed and data.tool_name == nope on 'alice'; "
                            "nothing matched within 0.5s. 1 frame(s) since the cursor:")
     assert "pong" in text

@@ -268,7 +268,7 @@ def test_silent_server_fails_the_connect_within_its_timeout_naming_the_url(silen
         sessions.connect_to_agent_websocket(_token(), url=url, alias="silent", timeout=2)
     took = time.monotonic() - started
     assert accepted, "the client never reached the silent server (the test proves nothing)"
-    assert 1.5 < took < 4.0, f"connect failed after {took:.1f}s with timeout=2s"
+    assert 1.5 < took < 8.0, f"connect failed after {took:.1f}s with timeout=2s (the default is 10s)"
     assert url in str(err.value) and "2s" in str(err.value), str(err.value)
 
 
