@@ -15,7 +15,7 @@ from robot.libraries.BuiltIn import BuiltIn
 
 from agentkit import target as targets
 from agentkit.target import ConfigurationError, Target
-from agentkit.transports.process import BackendProcess
+from agentkit.transports.process import BackendProcess, pid_alive
 from agentkit.wire.masking import as_secret, install_log_filter
 
 __all__ = ["ConfigurationError", "TargetConfig"]
@@ -207,7 +207,7 @@ class TargetConfig:
             raw = lib.get_parallel_value_for_key(key)
             if raw:
                 info = json.loads(raw)
-                if info.get("spec") == signature and _alive(int(info["pid"])):
+                if info.get("spec") == signature and pid_alive(int(info["pid"])):
                     logger.info(f"Adopted the embedded backend another pabot process started (pid {info['pid']}).")
                     return info
             shared = dict(spec, detached=True, extra_args=[*spec["extra_args"], "--exit-with-pid", str(os.getppid())])
@@ -402,16 +402,6 @@ class TargetConfig:
             message = f"stopped, exit code {code}" if wait else \
                 "stopped by SIGTERM; Robot waits for its exit before exiting itself"
             logger.info(f"Embedded reference backend (pid {backend.pid}) {message}.")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _scenarios(target: Target) -> bool:

@@ -26,21 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "libraries"))
 
 from agentkit.report import summary as summaries  # noqa: E402
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited: psutil tells, when available
-        import psutil
-
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except Exception:  # noqa: BLE001
-        return True
+from agentkit.transports.process import pid_alive  # noqa: E402
 
 
 def _fresh_output(directory: Path, since: float) -> Path | None:
@@ -94,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.after_pid is not None:
         try:
             deadline = time.monotonic() + args.max_wait
-            while _alive(args.after_pid) and time.monotonic() < deadline:
+            while pid_alive(args.after_pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             output = _fresh_output(args.sources[0], args.since)
             if output is None:

@@ -142,28 +142,25 @@ def _is_tls(target: Target) -> bool:
 
 
 # --- validation helpers --------------------------------------------------------------
-def _http_url(name: str, value: str, problems: list[str]) -> str | None:
+def _url(name: str, value: str, schemes: tuple[str, str], shape: str, problems: list[str]) -> str | None:
     parts = urlsplit(value)
     try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        problems.append(f"{name} '{value}' is malformed: expected http(s)://host[:port]")
+    if parts.scheme not in schemes or not parts.hostname or not port_ok:
+        problems.append(f"{name} '{value}' is malformed: expected {shape}")
         return None
-    return value.rstrip("/")
+    return value
+
+
+def _http_url(name: str, value: str, problems: list[str]) -> str | None:
+    url = _url(name, value, ("http", "https"), "http(s)://host[:port]", problems)
+    return url.rstrip("/") if url else None
 
 
 def _ws_url(name: str, value: str, problems: list[str]) -> str | None:
-    parts = urlsplit(value)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("ws", "wss") or not parts.hostname or not port_ok:
-        problems.append(f"{name} '{value}' is malformed: expected ws(s)://host[:port]/path")
-        return None
-    return value
+    return _url(name, value, ("ws", "wss"), "ws(s)://host[:port]/path", problems)
 
 
 def _seconds(name: str, value: str, problems: list[str], allow_zero: bool = False) -> float | None:

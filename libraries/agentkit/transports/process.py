@@ -209,6 +209,21 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (one we may not signal counts; a zombie has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): kill(0) is all we know
+        return True
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
     """Poll a condition until true or timeout (for conditions no event signals, e.g. a port closing)."""
     deadline = time.monotonic() + timeout
