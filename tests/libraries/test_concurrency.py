@@ -295,25 +295,36 @@ def test_keyboard_interrupt_in_keyword_wait_cleans_up(backend_factory):
     run = SessionRun(EngineSettings(ws_url=proc.ws_url, jwt_secret=proc.jwt_secret, count=10, concurrency=10,
                                     session_timeout=300, open_timeout=120))
     sent = threading.Event()
+    interrupted = threading.Event()
+    handler_at_send: list = []
 
     def interrupt_once_open() -> None:
         if wait_until(lambda: run.tally.open == 10, 120):
+            handler_at_send.append(signal.getsignal(signal.SIGINT))
             sent.set()
             os.kill(os.getpid(), signal.SIGINT)
-        else:
-            run.cancel()  # ends the wait below, which then fails naming how far it got
+            if interrupted.wait(60):
+                return
+        run.cancel()  # ends the wait below, which then fails naming how far it got
 
     watcher = threading.Thread(target=interrupt_once_open, daemon=True)
-    watcher.start()
+    # What Ctrl-C does in a plain Python process; whatever an earlier test in this worker
+    # left installed (a library's own handler) would swallow the signal.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     outcome = "returned"
     try:
+        watcher.start()
         AgentConcurrency()._wait(run)
     except KeyboardInterrupt:
         outcome = "interrupted"
+        interrupted.set()
     except Exception as err:  # noqa: BLE001 - named in the failure below
         outcome = repr(err)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert outcome == "interrupted", \
-        f"no KeyboardInterrupt ({outcome}): SIGINT sent={sent.is_set()}, {run.tally.open} of 10 sessions open"
+        f"no KeyboardInterrupt ({outcome}): SIGINT sent={sent.is_set()} (SIGINT handler then: {handler_at_send}), " \
+        f"{run.tally.open} of 10 sessions open"
     watcher.join(5)
     assert not run._thread.is_alive()
     assert open_connections_to(port_of(proc.ws_url)) == []
