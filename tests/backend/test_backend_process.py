@@ -146,3 +146,17 @@ def test_exit_with_pid_stops_the_backend_when_that_process_ends(start_server):
     assert code == 0, srv.stderr()
     assert f"process {owner.pid} ended: stopping" in srv.stderr()
     assert "Traceback" not in srv.stderr()
+
+
+def test_the_embedded_backend_log_starts_empty_for_each_run(tmp_path):
+    """``reference-backend.log`` sits next to output.xml: like Robot's outputs it holds this
+    run only, not every earlier run into the same folder."""
+    from agentkit.transports.process import BackendProcess
+
+    log = tmp_path / "reference-backend.log"
+    log.write_text("a line from an earlier run\n", encoding="utf-8")
+    with BackendProcess(think_delay=0, log_file=log) as backend:
+        assert backend.url
+    text = log.read_text(encoding="utf-8")
+    assert "a line from an earlier run" not in text
+    assert "listening on" in text, text

@@ -110,7 +110,7 @@ class BackendProcess:
 
             self.log_file = Path(tempfile.mkstemp(prefix="reference-backend-", suffix=".log")[1])
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("a", encoding="utf-8") as log:
+        with self.log_file.open(_log_mode(self.log_file), encoding="utf-8") as log:
             self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self._drain = threading.Thread(target=self._watch_log, daemon=True, name=f"reference-backend-{self.proc.pid}")
@@ -144,7 +144,7 @@ class BackendProcess:
         return self
 
     def _read_output(self) -> None:
-        log = self.log_file.open("a", encoding="utf-8") if self.log_file else None
+        log = self.log_file.open(_log_mode(self.log_file), encoding="utf-8") if self.log_file else None
         try:
             for line in self.proc.stdout:
                 if log:
@@ -207,6 +207,19 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+_logs_opened: set[Path] = set()
+
+
+def _log_mode(path: Path) -> str:
+    """A log starts empty for each run, as Robot's own outputs do; a second backend of the
+    same process (after a dropped early launch) appends to it."""
+    path = path.resolve()
+    with _lock:
+        mode = "a" if path in _logs_opened else "w"
+        _logs_opened.add(path)
+    return mode
 
 
 def pid_alive(pid: int) -> bool:
