@@ -30,9 +30,11 @@ class TargetConfig:
     """Which backend the suites test, resolved once, validated once, printed in the report.
 
     ``E2E_TARGET`` (or ``--variable TARGET:<name>``) picks a profile from
-    ``resources/profiles/``: ``local`` (default) starts the embedded reference backend on a
-    free loopback port and stops it at the end; a remote profile such as ``staging`` takes
-    its URLs and secrets from the environment and never falls back to localhost.
+    ``resources/profiles/``: ``local`` (the default) starts the embedded reference backend on
+    a free loopback port and stops it at the end; a remote profile such as ``staging`` takes
+    its URLs and secrets from the environment and never falls back to localhost. With no
+    profile named and ``E2E_BACKEND_URL`` (or ``E2E_WS_URL``) set, ``staging`` is used: a
+    URL of your backend is never silently replaced by the embedded one.
 
     The target is resolved on first use: any keyword that needs it resolves it if no
     suite setup did, so a single suite file or a new folder of tests runs as written.
@@ -46,7 +48,7 @@ class TargetConfig:
     that is never adopted is stopped at the end.
 
     | =Variable= | =Meaning= |
-    | ``E2E_TARGET`` | Profile name: ``local`` (default), ``staging``, or any ``resources/profiles/<name>.json``. |
+    | ``E2E_TARGET`` | Profile name: ``local``, ``staging``, or any ``resources/profiles/<name>.json``. Default: ``staging`` when ``E2E_BACKEND_URL`` or ``E2E_WS_URL`` is set, else ``local``. ``local`` with any of the URL settings set is a configuration error (the embedded backend would ignore them). |
     | ``E2E_BACKEND_URL`` | Backend base URL, ``http(s)://host[:port]``. Required for remote profiles. |
     | ``E2E_WS_URL`` | WebSocket URL; default derived from the backend URL (``http``->``ws``, ``https``->``wss``, plus ``/ws``). |
     | ``E2E_AUTH_URL`` | Auth service base URL. Optional: without it the auth-service tests skip, saying why; required when only a simulation key is set. |
@@ -117,7 +119,7 @@ class TargetConfig:
     def _target_name(self, name: str | None, environ) -> str:
         if name is None and self._in_robot():
             name = BuiltIn().get_variable_value("${TARGET}", None)
-        return (name or environ.get("E2E_TARGET") or "local").strip()
+        return targets.target_name(name, environ)
 
     # Stop the embedded backend when the suite that resolved it explicitly ends, even if
     # its teardown never ran (e.g. the run was interrupted).
@@ -138,7 +140,8 @@ class TargetConfig:
     def resolve_target(self, name: str | None = None, env: dict | None = None) -> Target:
         """Resolves and validates the target once, before any connection, and returns it.
 
-        ``name`` defaults to ``${TARGET}`` if set, else ``E2E_TARGET``, else ``local``;
+        ``name`` defaults to ``${TARGET}`` if set, else ``E2E_TARGET``, else ``staging`` when
+        ``E2E_BACKEND_URL`` or ``E2E_WS_URL`` is set, else ``local``;
         ``env`` (a dictionary) replaces the environment variables, for tests of the kit.
         Every missing or malformed value is named in one failure (``ConfigurationError``);
         a TLS target whose certificate does not verify fails here with one diagnosis

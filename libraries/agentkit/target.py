@@ -193,6 +193,22 @@ def _bool(name: str, value: str | None, problems: list[str]) -> bool | None:
     return lowered == "true"
 
 
+#: Settings that point at a deployed backend: with one set and no target named, the
+#: remote profile is meant, never the embedded backend.
+REMOTE_URL_SETTINGS = ("E2E_BACKEND_URL", "E2E_WS_URL", "E2E_AUTH_URL")
+
+
+def target_name(name: str | None, environ: dict) -> str:
+    """The profile to resolve: ``name``, else ``E2E_TARGET``, else ``staging`` when a backend
+    URL is set (``E2E_BACKEND_URL``, ``E2E_WS_URL``), else ``local``."""
+    chosen = (name or environ.get("E2E_TARGET") or "").strip()
+    if chosen:
+        return chosen
+    if any((environ.get(k) or "").strip() for k in REMOTE_URL_SETTINGS[:2]):
+        return "staging"
+    return "local"
+
+
 def profile_of(name: str) -> dict:
     path = PROFILES / f"{name}.json"
     if not path.is_file():
@@ -379,11 +395,15 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
     ``simulation_key`` and ``pid``, or None to start this process's own. Sets it as the
     current target."""
     global _backend
-    name = (name or environ.get("E2E_TARGET") or "local").strip()
+    name = target_name(name, environ)
     profile = profile_of(name)
     problems: list[str] = []
     settings = common(profile, environ, problems)
     if profile.get("kind") == "embedded":
+        problems.extend(
+            f"{k} is set to {environ[k].strip()!r}, but target '{name}' tests the embedded reference backend and "
+            f"would ignore it: name a remote target (E2E_TARGET=staging) or unset {k}"
+            for k in REMOTE_URL_SETTINGS if (environ.get(k) or "").strip())
         spec = backend_spec(profile, environ, output_dir, problems)
         if problems:
             raise _invalid(name, problems)

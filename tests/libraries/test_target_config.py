@@ -151,6 +151,31 @@ def test_target_name_comes_from_e2e_target(config):
     assert config.resolve_target(env=dict(STAGING, E2E_TARGET="staging")).profile == "staging"
 
 
+@pytest.mark.parametrize("url", ["E2E_BACKEND_URL", "E2E_WS_URL"])
+def test_a_backend_url_with_no_target_named_means_the_remote_profile(config, url):
+    # A QA engineer who sets their backend's URL and forgets E2E_TARGET must not get a green
+    # report about the embedded backend instead.
+    env = {"E2E_JWT_SECRET": SECRET, url: {"E2E_BACKEND_URL": "https://staging.example.com",
+                                           "E2E_WS_URL": "wss://staging.example.com/ws"}[url]}
+    if url == "E2E_WS_URL":
+        with pytest.raises(ConfigurationError) as err:
+            config.resolve_target(env=env)
+        assert problems_of(err) == ["E2E_BACKEND_URL is not set"]
+    else:
+        assert config.resolve_target(env=env).profile == "staging"
+    assert config.backend is None
+
+
+@pytest.mark.parametrize("url", ["E2E_BACKEND_URL", "E2E_WS_URL", "E2E_AUTH_URL"])
+def test_the_local_target_with_a_url_set_is_refused_naming_it(config, url):
+    with pytest.raises(ConfigurationError) as err:
+        config.resolve_target("local", env={url: "https://staging.example.com"})
+    assert problems_of(err) == [f"{url} is set to 'https://staging.example.com', but target 'local' tests the "
+                                f"embedded reference backend and would ignore it: name a remote target "
+                                f"(E2E_TARGET=staging) or unset {url}"]
+    assert config.backend is None and targets.current() is None
+
+
 def test_secrets_are_never_in_the_description_or_the_log(config, caplog):
     caplog.set_level(logging.DEBUG)
     target = config.resolve_target("staging", env=STAGING)
