@@ -64,11 +64,11 @@ def test_binary_first_frame_is_named_with_its_arrival_time():
     engine waits for its connect budget, then says what arrived and when (about 0.3 s after
     the connection opened, not ``+0.000s``)."""
     with ScriptedServer(binary_first_frame) as server:
-        use_target(server, E2E_CONNECT_TIMEOUT="3s")  # far from the frame's 0.3 s, on a busy machine too
+        use_target(server, E2E_CONNECT_TIMEOUT="6s")  # far from the frame's 0.3 s, on a busy machine too
         stepwise, fanout = both()
     assert stepwise.outcome == fanout.outcome == "fail", (stepwise, fanout)
     assert "binary" in stepwise.message and "welcome" in stepwise.message, stepwise
-    assert stepwise.elapsed < 2.5, f"the first frame already shows the welcome is missing (budget 3s): {stepwise}"
+    assert stepwise.elapsed < 4.5, f"the first frame already shows the welcome is missing (budget 6s): {stepwise}"
     assert fanout.stats["timeouts"] == 1, fanout.stats
     assert "binary" in fanout.message and "welcome" in fanout.message, fanout
     arrived = [float(t) for t in re.findall(r"\+(\d+\.\d+)s", fanout.message)]

@@ -162,7 +162,7 @@ def test_drop_agent_completed_fails_collect_by_timeout_with_rule_1(sessions, eve
     started = time.perf_counter()
     with pytest.raises(AssertionError) as err:
         sessions.collect_agent_run(run, timeout=timedelta(seconds=0.5))
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 8.0  # its 0.5 s, not the default 30 s
     text = str(err.value)
     assert text.startswith(f"Rule 1 (start and end) violated: run {run['run_id']} did not end with "
                            "agent_completed, agent_error: no terminal event within 0.5s. Events of the run:")

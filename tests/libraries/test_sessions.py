@@ -113,7 +113,7 @@ def test_missing_welcome_fails_naming_it(sessions, backend_factory):
                                              r"\"data\.event\": \"connection_established\"\}\) as the first frame on "
                                              r"'q', no frame arrived within 0\.5s\.\n  \(no events\)"):
         sessions.connect_to_agent_websocket(token, url=quiet.ws_url, alias="q", timeout=SHORT)
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 6  # its 0.5 s, not the default 10 s
     # without the welcome check the same server is usable: a ping is answered
     sessions.connect_to_agent_websocket(token, url=quiet.ws_url, alias="q2", expect_welcome=False)
     sessions.send_ping()

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -91,11 +90,9 @@ def test_the_summary_is_rebuilt_from_output_xml_alone(runs, tmp_path):
     result = ExecutionResult(str(run.output))
     kinds = Counter(r["kind"] for r in records_from_result(result))
     assert kinds["scope"] >= 40 and kinds["process"] >= 1
-    started = time.perf_counter()
     proc = subprocess.run([sys.executable, str(rr.CLI), str(run.output), "--outdir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert time.perf_counter() - started < 5  # interpreter start included; the summary itself is ms
     total = result.statistics.total.total
     rate = f"{100.0 * (total - 1) / total:.1f}".rstrip("0").rstrip(".")
     assert f"PASSED: {total - 1} passed, 0 failed, 1 skipped of {total} (pass rate {rate}%)" in proc.stdout

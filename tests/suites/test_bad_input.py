@@ -113,7 +113,8 @@ def test_resolve_target_names_the_bad_value(variable, value):
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as err:
         TargetConfig().resolve_target("staging", env=env)
-    assert time.monotonic() - started < 1.0
+    # Well under the 10 s connect budget: the bad value is named before anything is dialled.
+    assert time.monotonic() - started < 8.0
     message = str(err.value)
     assert f"{variable} '{value}'" in message, message
     assert message.count("\n- ") == 1, f"expected exactly one problem named:\n{message}"
@@ -130,7 +131,7 @@ def test_unreadable_key_file_names_the_file(tmp_path, kind):
     started = time.monotonic()
     with pytest.raises(ValueError) as err:
         AgentAuth().create_test_token("key-user", algorithm="RS256", key_file=str(path))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # a hang bound: reading a key file is instant
     assert f"'{path}'" in str(err.value), str(err.value)
     assert ("cannot be read" in str(err.value)) == (kind != "not-a-key"), str(err.value)
 
@@ -204,7 +205,7 @@ def test_binary_and_huge_frames_are_kept_and_reported(odd_server):
         started = time.monotonic()
         with pytest.raises(AssertionError) as err:
             sessions.wait_for_event("never_sent", timeout=1, alias=alias)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5  # its 1 s, not the default 10 s
         assert "binary frame" in str(err.value) and "huge" in str(err.value), str(err.value)[:1000]
         assert len(str(err.value)) < 20_000, f"failure message is {len(str(err.value))} characters"
         huge = sessions.wait_for_event("huge", timeout=10, alias=alias)
@@ -277,7 +278,7 @@ def test_silent_server_fails_the_refusal_check_naming_the_url(silent_server):
     started = time.monotonic()
     with pytest.raises(AssertionError) as err:
         AgentSessions().handshake_should_be_refused(_token(), url=url, timeout=2)
-    assert time.monotonic() - started < 4.0
+    assert time.monotonic() - started < 8.0  # its 2 s, not the default 10 s
     assert url in str(err.value), str(err.value)
 
 
@@ -286,5 +287,5 @@ def test_silent_server_counts_as_timeouts_in_fan_out(silent_server):
     started = time.monotonic()
     stats = AgentConcurrency().run_concurrent_sessions(3, concurrency=3, scenario="connect", ws_url=url,
                                                        jwt_secret=SECRET, session_timeout=2)
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 10.0  # its 2 s, not the default 30 s
     assert stats["timeouts"] == 3 and stats["successful"] == 0, stats
