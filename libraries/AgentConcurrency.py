@@ -49,7 +49,6 @@ from agentkit.transports.fanout import EngineError, EngineSettings, SessionRun
 from agentkit.wire import dialect as dialects
 from agentkit.wire.masking import install_log_filter, mask, redact, reveal
 from agentkit.wire.spec import SpecError
-from agentkit.wire.tls import TLSConfig
 
 Scenario = Literal["connect", "ping", "chat"]
 Users = Literal["distinct", "single"]

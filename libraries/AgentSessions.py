@@ -602,7 +602,7 @@ class AgentSessions:
                                         f"to {kind} on '{conn.alias}' (dialect '{conn.dialect.name}'); "
                                         + (f"the connection closed ({conn.closed.summary()})" if conn.closed else
                                            f"it did not come within {_secs(timeout, 5.0):g}s")
-                                        + f". Frames since:\n" + timeline.text(frames_since, conn.opened_at)))
+                                        + ". Frames since:\n" + timeline.text(frames_since, conn.opened_at)))
         conn.cursor = found[0] + 1
         _log(f"The server answered {kind} with {found[1].summary(200)}")
         return found[1].message

@@ -19,7 +19,6 @@ import re
 
 import pytest
 
-import field_robot
 from field_robot import secrets_scan
 
 STEP = "Step By Step"

@@ -141,7 +141,12 @@ def robot_cmd(outdir: Path, args: list[str] | tuple[str, ...] = (), pabot: int |
 def run_robot(outdir: Path, env: dict[str, str], args: list[str] | tuple[str, ...] = (),
               timeout: float = 120.0, pabot: int | None = None) -> RobotRun:
     """Runs the staging suites; a run over ``timeout`` is killed and reported as a hang."""
-    cmd = robot_cmd(outdir, args, pabot)
+    return run_command(robot_cmd(outdir, args, pabot), outdir, env, timeout)
+
+
+def run_command(cmd: list[str], outdir: Path, env: dict[str, str], timeout: float) -> RobotRun:
+    """A robot or pabot command in its own process group, read back from ``outdir``; killed
+    (with everything it started) and reported as a hang after ``timeout`` seconds."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -152,8 +157,11 @@ def run_robot(outdir: Path, env: dict[str, str], args: list[str] | tuple[str, ..
         out, err = proc.communicate()
         raise AssertionError(f"robot did not finish within {timeout:g}s (a hang, not a failure by budget): "
                              f"{' '.join(cmd)}\n--- console tail ---\n{out[-3000:]}\n{err[-2000:]}") from None
-    wall = time.monotonic() - started
-    return read_results(RobotRun(cmd, proc.returncode, wall, out, err, outdir))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return read_results(RobotRun(cmd, proc.returncode, time.monotonic() - started, out, err, outdir))
 
 
 class LiveRobot:

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -202,7 +201,7 @@ def staging_env(backend_url: str, auth_url: str | None = None, **tls: str) -> di
 # --- robot runs -----------------------------------------------------------------------------
 # tests/suites is not a package: its run helpers are imported by path, as other folders do.
 sys.path.insert(0, str(ROOT / "tests" / "suites"))
-from suite_runs import RobotRun, read_results  # noqa: E402
+from suite_runs import RobotRun, run_command  # noqa: E402
 
 SUITES = ROOT / "suites" / "staging"
 OWN_SUITES = Path(__file__).resolve().parent / "robot"
@@ -212,23 +211,9 @@ RAW_HTTP_ERRORS = ("HTTPSConnectionPool", "HTTPConnectionPool", "Max retries exc
 
 def run_robot(outdir: Path, env: dict[str, str], *args: str, suite: Path = SUITES,
               timeout: float = 240.0) -> RobotRun:
-    """``robot`` on ``suite`` in its own process group; killed (and reported as a hang) after ``timeout``."""
+    """``robot`` on ``suite``; killed (and reported as a hang) after ``timeout`` seconds."""
     cmd = [sys.executable, "-m", "robot", "--outputdir", str(outdir), "--console", "verbose", *args, str(suite)]
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"robot did not finish within {timeout:g}s: {' '.join(cmd)}\n"
-                             f"--- console tail ---\n{out[-3000:]}\n{err[-2000:]}") from None
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return read_results(RobotRun(cmd, proc.returncode, time.monotonic() - started, out, err, outdir))
+    return run_command(cmd, outdir, env, timeout)
 
 
 def not_passed(run: RobotRun) -> str:

@@ -41,7 +41,6 @@ import re
 import ssl
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MethodType
