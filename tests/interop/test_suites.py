@@ -4,7 +4,8 @@ is reported as the agent's error naming the tool, and a server that lets a secon
 join a thread fails the test that owns it.
 
 Each server runs in its own cached venv (``tests/interop/venvs.py``) on a free loopback
-port; the suites run as ``robot`` subprocesses against it (``E2E_TARGET=staging``).
+port; the suites run as ``robot`` subprocesses against it with only the dialect, the URL
+and the secret set, as a team would (the URL implies ``E2E_TARGET=staging``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ SECTION = "interop: suites/staging against real agent servers"
 
 
 def _env(server, secret: str, dialect: str, **extra: str) -> dict[str, str]:
-    env = clean_env(E2E_TARGET="staging", E2E_BACKEND_URL=server.base_url, E2E_JWT_SECRET=secret,
+    env = clean_env(E2E_BACKEND_URL=server.base_url, E2E_JWT_SECRET=secret,
                     E2E_DIALECT=dialect, E2E_CONCURRENT_USERS="4", **extra)
     if dialect == "ag-ui":
         env["E2E_WS_URL"] = server.ws_url("/ws")
