@@ -9,7 +9,8 @@ connections the kit opened (handshake and welcome times, the server's connection
 frames received by type), connection attempts that failed, the bad credentials that had
 to be refused and whether they were, the agent runs' event timelines, the statistics of
 ``Run Concurrent Sessions`` and the peak memory of the Robot process. Each record is
-logged as one ``E2E-METRICS {json}`` message inside the test it belongs to, so
+logged as one collapsed HTML message inside the test it belongs to (its gist readable in
+log.html, the JSON one click away), so
 ``output.xml`` alone rebuilds the summary (``python tools/summary.py results/output.xml``),
 also after pabot merged several processes' outputs.
 
@@ -268,7 +269,7 @@ class AgentReport:
 
     def _emit(self, record: dict) -> None:
         self._records.append(record)
-        logger.info(metrics.dumps(record))
+        logger.info(metrics.dumps(record), html=True)
 
     def _process_record(self) -> dict:
         tgt = targets.current()

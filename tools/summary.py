@@ -6,7 +6,7 @@
     python tools/summary.py a/output.xml b/output.xml -d combined   # several outputs, combined
 
 The summary is rebuilt from output.xml alone (Robot's result model, plus the
-``E2E-METRICS`` messages the AgentReport listener logged), so it works on old outputs,
+metrics messages the AgentReport listener logged), so it works on old outputs,
 on pabot's merged output and on rebot's.
 
 ``--after-pid PID --since EPOCH DIR`` is the pabot hook the listener starts by itself:

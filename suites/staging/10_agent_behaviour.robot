@@ -47,7 +47,9 @@ A Failing Tool Is Reported To The User
     Should Match Regexp    ${outcome}    (?i)unknown city    msg=The tool call did not fail: ${call}
     Agent Answer Should Match    ${result}    (?i)could not|failed|unknown city
 
-The Answer Is Right At Least Four Times In Five
+The Answer Is Right At Least Three Times In Five
+    [Documentation]    The scenario's agent answers right 7 times in 10 (a smooth round-robin), so any
+    ...                5 consecutive runs hold 3 or 4 right answers: 60% is what a correct agent guarantees.
     An Authenticated User Is Connected    behaviour-flaky
     ${outcome}=    Run Prompt Repeatedly    What is the capital of France?    5
     ...    Agent Answer Should Contain    Paris    min_pass_rate=60%

@@ -90,6 +90,8 @@ def test_the_summary_is_rebuilt_from_output_xml_alone(runs, tmp_path):
     result = ExecutionResult(str(run.output))
     kinds = Counter(r["kind"] for r in records_from_result(result))
     assert kinds["scope"] >= 40 and kinds["process"] >= 1
+    # each record is a collapsed readable line in log.html, not a raw JSON message
+    assert "E2E-METRICS {" not in run.output.read_text(encoding="utf-8")
     proc = subprocess.run([sys.executable, str(rr.CLI), str(run.output), "--outdir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,8 +1,8 @@
 """Run metrics as plain data: what the report listener records and the summary reads.
 
 The listener (``libraries/AgentReport.py``) turns what the run did into JSON-able
-records and logs each one as a message ``E2E-METRICS {json}`` inside the test (or suite
-setup/teardown) it belongs to, so ``output.xml`` alone is enough to rebuild the summary,
+records and logs each one as an HTML message inside the test (or suite setup/teardown) it
+belongs to (a collapsed one-line gist in log.html, the JSON inside it), so ``output.xml`` alone is enough to rebuild the summary,
 also after pabot merged the outputs of several processes. This module builds those
 records from the kit's own objects and reads them back; it never touches sockets.
 
@@ -19,6 +19,7 @@ Record kinds (``"v": 1``):
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..wire.masking import redact
 
-PREFIX = "E2E-METRICS "
+PREFIX = "E2E-METRICS "  # how outputs written before the HTML form carry a record
 VERSION = 1
 MAX_RUNS_PER_SCOPE = 200      # runs with their figures per test
 MAX_TIMELINES_PER_SCOPE = 3   # of which this many keep their event list
@@ -161,15 +162,43 @@ def plain(value: Any) -> Any:
 
 
 # --- to and from output.xml ------------------------------------------------------
+# In log.html a record is one collapsed line a reader understands ("E2E metrics: 2
+# connections, 1 agent run ..."); the JSON the summary reads sits inside it, one click away.
+MARK = '<details class="e2e-metrics">'
+
+
 def dumps(record: dict) -> str:
-    return PREFIX + json.dumps(record, separators=(",", ":"), sort_keys=False, default=str)
+    """The HTML message (``html=True``) that carries ``record`` in output.xml."""
+    payload = html.escape(json.dumps(record, separators=(",", ":"), sort_keys=False, default=str), quote=False)
+    return f"{MARK}<summary>E2E metrics: {html.escape(_gist(record), quote=False)}</summary><code>{payload}</code></details>"
+
+
+def _gist(record: dict) -> str:
+    if record.get("kind") == "process":
+        target = record.get("target") or {}
+        name = target.get("description") or target.get("profile") or "no target resolved"
+        return f"Robot process {record.get('pid')}, peak memory {record.get('rss_peak_mb')} MB, target {name}"
+    parts = [f"{len(record.get(key) or [])} {label}" for key, label in
+             (("connections", "connection(s)"), ("runs", "agent run(s)"), ("connect_failures", "failed connect(s)"),
+              ("refusal_checks", "refusal check(s)"), ("tokens", "token(s)"))]
+    if record.get("concurrency"):
+        parts.append("concurrent sessions")
+    return f"{record.get('scope', 'scope')} '{record.get('name', '')}': " + ", ".join(parts)
 
 
 def loads(message: str) -> dict | None:
-    if not message.startswith(PREFIX):
+    """The record in a message ``dumps`` wrote (or, from older outputs, ``E2E-METRICS {json}``)."""
+    if message.startswith(MARK):
+        start, end = message.find("<code>"), message.rfind("</code>")
+        if start < 0 or end < start:
+            return None
+        text = html.unescape(message[start + len("<code>"):end])
+    elif message.startswith(PREFIX):
+        text = message[len(PREFIX):]
+    else:
         return None
     try:
-        record = json.loads(message[len(PREFIX):])
+        record = json.loads(text)
     except ValueError:
         return None
     return record if isinstance(record, dict) and record.get("v") == VERSION else None
@@ -184,7 +213,7 @@ def records_from_result(result: Any) -> list[dict]:
     class _Visitor(ResultVisitor):
         def visit_message(self, msg) -> None:
             text = msg.message
-            if text.startswith(PREFIX):
+            if text.startswith((MARK, PREFIX)):
                 record = loads(text)
                 if record is not None:
                     found.append(record)
