@@ -56,7 +56,7 @@ class BackendServer:
             self.stdout_lines.put(raw.decode(errors="replace").rstrip("\n"))
         self.stdout_lines.put(None)
 
-    def wait_ready(self, timeout: float = 15.0) -> "BackendServer":
+    def wait_ready(self, timeout: float = 60.0) -> "BackendServer":  # a hang bound: boots in 0.3 s idle
         try:
             line = self.stdout_lines.get(timeout=timeout)
         except queue.Empty:

@@ -82,8 +82,8 @@ def test_compression_is_off_by_default_and_can_be_turned_on(backend):
     stats = chat(backend.ws_url, backend.jwt_secret, count=20, concurrency=10, compression=True)
     assert stats["successful"] == 20, stats
     with FakeServer("plain") as server:
-        run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=2, concurrency=1, session_timeout=5)
-        run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=1, concurrency=1, session_timeout=5,
+        run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=2, concurrency=1, session_timeout=60, first_event_timeout=30)
+        run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=1, concurrency=1, session_timeout=60, first_event_timeout=30,
                      compression=True)
     assert server.extensions[:2] == ["", ""]
     assert "permessage-deflate" in server.extensions[2]
@@ -441,7 +441,7 @@ class FakeServer:
 def test_server_heartbeat_is_answered_and_kept_out_of_the_run():
     # the heartbeat is the netra wire's (the default wire has none: docs/protocol.md, "Variants")
     with FakeServer("heartbeat", wire="netra") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=8, concurrency=8, session_timeout=5,
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=8, concurrency=8, session_timeout=60, first_event_timeout=30,
                              dialect="netra")
     assert stats["successful"] == 8 and stats["rule_violations"] == 0, stats
     assert server.pongs == 8
@@ -451,7 +451,7 @@ def test_server_heartbeat_is_answered_and_kept_out_of_the_run():
 def test_policy_close_before_welcome_is_auth_rejected():
     # what a refusal looks like is the dialect's: the netra wire refuses by an AUTH_FAILED frame and a policy close
     with FakeServer("policy-close", wire="netra") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=5, concurrency=5, session_timeout=5,
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=5, concurrency=5, session_timeout=60, first_event_timeout=30,
                              dialect="netra")
     assert stats["auth_rejected"] == 5 and stats["errors"] == 0, stats
     assert ("closed with code 1008 (auth failed) before the welcome, after error='AUTH_FAILED'"
@@ -461,7 +461,7 @@ def test_policy_close_before_welcome_is_auth_rejected():
 def test_policy_close_is_not_a_refusal_on_the_default_wire():
     # the default wire refuses with HTTP 403 only: a close before the welcome is an error, not a refusal
     with FakeServer("policy-close") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3, session_timeout=5)
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3, session_timeout=60, first_event_timeout=30)
     assert stats["errors"] == 3 and stats["auth_rejected"] == 0, stats
     assert "connection closed before the welcome frame: connection closed by the server, code 1008 (auth failed)" \
         in stats["first_errors"][0], stats["first_errors"]
@@ -469,9 +469,9 @@ def test_policy_close_is_not_a_refusal_on_the_default_wire():
 
 def test_schema_violation_is_reported_with_jsonschema_message():
     with FakeServer("bad-schema") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3, session_timeout=5)
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3, session_timeout=60, first_event_timeout=30)
         unchecked = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=3, concurrency=3,
-                                 session_timeout=5, check_schemas=False)
+                                 session_timeout=60, first_event_timeout=30, check_schemas=False)
     assert stats["violated_rules"] == {"rule 7": 3} and stats["successful"] == 0, stats
     assert "'agent_name' is a required property" in stats["first_errors"][0]
     assert unchecked["successful"] == 3, unchecked
@@ -479,7 +479,7 @@ def test_schema_violation_is_reported_with_jsonschema_message():
 
 def test_run_ending_in_agent_error_is_a_failure_of_its_own():
     with FakeServer("agent-error") as server:
-        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=4, concurrency=4, session_timeout=5)
+        stats = run_sessions(ws_url=server.url, jwt_secret="x" * 32, count=4, concurrency=4, session_timeout=60, first_event_timeout=30)
     assert stats["agent_errors"] == 4 and stats["failed"] == 4 and stats["rule_violations"] == 0, stats
     assert stats["errors"] == 0 and stats["run_p95_ms"] is not None
     assert "the run ended with agent_error: 'model unavailable'" in stats["first_errors"][0]

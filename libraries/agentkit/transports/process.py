@@ -134,8 +134,9 @@ class BackendProcess:
         finally:
             self._ready.set()
 
-    def wait_ready(self, timeout: float = 20.0) -> "BackendProcess":
-        """Wait for the ready line of a launched process; stop it and raise if it never comes."""
+    def wait_ready(self, timeout: float = 60.0) -> "BackendProcess":
+        """Wait for the ready line of a launched process (it boots in about 0.3 s; the 60 s default only
+        bounds a hang on a loaded machine); stop it and raise if it never comes."""
         if not self._ready.wait(timeout) or self.url is None:
             self.stop()
             tail = "".join(self._tail[-20:]) or "<no output>"
