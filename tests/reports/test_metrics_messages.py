@@ -1,5 +1,6 @@
-"""How a metrics record travels in output.xml: a collapsed line a reader understands in
-log.html, the JSON the summary reads inside it; older outputs' plain form still read."""
+"""What the report shows of a run's records: a metrics record in output.xml is a collapsed
+line a reader understands in log.html with the JSON the summary reads inside it (older
+outputs' plain form still read); the summary's target table masks secrets, not names."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def test_the_plain_form_of_older_outputs_is_still_read():
     assert metrics.loads("E2E-METRICS not json") is None
     assert metrics.loads(metrics.MARK + "<summary>x</summary><code>{broken</code></details>") is None
     assert metrics.loads("an ordinary log message") is None
+
+
+def test_the_summary_masks_secrets_but_not_a_header_name():
+    from agentkit.report import summary
+
+    rows, _ = summary._target({"Target": "staging", "Target jwt secret": "s3cr3t-value-0123456789",
+                               "Target simulation key": "key-value-0123456789",
+                               "Target simulation key header": "X-E2E-OAuth-Simulation-Key"}, {})
+    values = dict(rows)
+    assert "s3cr3t" not in values["jwt secret"] and "key-value" not in values["simulation key"]
+    assert values["simulation key header"] == "X-E2E-OAuth-Simulation-Key"

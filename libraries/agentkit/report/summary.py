@@ -116,7 +116,9 @@ def _target(metadata: dict[str, str], processes: dict[str, dict]) -> tuple[list[
             continue
         label = key[len("Target"):].strip() or "target"
         value = str(value)
-        secret = any(w in key.lower() for w in SECRET_WORDS) or key.lower().endswith("token")
+        # a header's name (the simulation key's) is not a secret: its value is
+        secret = (any(w in key.lower() for w in SECRET_WORDS) or key.lower().endswith("token")) \
+            and not key.lower().endswith("header")
         if secret and not _looks_masked(value):
             value = mask(value, keep=0)
         rows.append((label, str(metrics.mask_url(value))))
