@@ -101,7 +101,7 @@ def test_refused_connect_names_the_status(sessions, backend):
 
 
 def test_connect_to_a_closed_port_is_named(sessions):
-    with pytest.raises(AssertionError, match=r"Cannot connect to ws://127\.0\.0\.1:9/ws: .*refused"):
+    with pytest.raises(AssertionError, match=r"Cannot connect to ws://127\.0\.0\.1:9/ws \(connection refused: nothing listens on that port; .*refused\)\. Check that the service runs there"):
         sessions.connect_to_agent_websocket("t", url="ws://127.0.0.1:9/ws", timeout=timedelta(seconds=2))
 
 

@@ -10,6 +10,8 @@ CASES = [
     ("Parent suite setup failed:\nConfiguration invalid for target 'staging' (3 problems); nothing was connected:\n"
      "- E2E_BACKEND_URL is not set\n- E2E_AUTH_URL is not set", "configuration", [], True),
     ("Cannot connect to ws://127.0.0.1:9/ws: [Errno 111] Connection refused.", "connectivity", [], False),
+    ("Cannot connect to ws://127.0.0.1:9/ws (connection refused: nothing listens on that port; [Errno 111] Connection "
+     "refused). Check that the service runs there and that the URL is right.", "connectivity", [], False),
     ("ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: /health "
      "(Caused by NewConnectionError(...))", "connectivity", [], False),
     ("Expected a refusal with HTTP 403, but the handshake could not be attempted: Cannot connect to "

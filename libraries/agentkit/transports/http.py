@@ -64,7 +64,7 @@ def request(method: str, url: str, *, tls: TLSConfig | None = None, headers: dic
         tls_problem = probe(url, tls, timeout) if url.startswith("https://") else None
         if tls_problem and not tls_problem.startswith("Cannot reach"):
             raise HttpFailure(f"{label}: {tls_problem}") from None
-        raise HttpFailure(f"{label}: cannot connect to {_where(url)} ({_connection_reason(err)}). Check that the "
+        raise HttpFailure(f"{label}: cannot connect to {_where(url)} ({connection_reason(err)}). Check that the "
                           f"service runs there and that the URL is right.") from None
     except requests.exceptions.InvalidURL as err:
         raise HttpFailure(f"{label}: the URL {url!r} is not valid: {err}.") from None
@@ -98,7 +98,8 @@ def _ssl_cause(err: BaseException) -> BaseException:
     return err
 
 
-def _connection_reason(err: BaseException) -> str:
+def connection_reason(err: BaseException) -> str:
+    """Why a TCP connection failed, in words (shared by the HTTP and WebSocket transports)."""
     text = str(err)
     for needle, reason in (("Connection refused", "connection refused: nothing listens on that port"),
                            ("Name or service not known", "the host name does not resolve"),

@@ -151,7 +151,8 @@ class Connection:
             tls_problem = http.probe(spec.url, spec.tls, spec.open_timeout) if spec.is_tls else None
             if tls_problem and not tls_problem.startswith("Cannot reach"):
                 raise HandshakeFailed(tls_problem) from None
-            raise HandshakeFailed(f"Cannot connect to {spec.url}: {redact(str(err))}.") from None
+            raise HandshakeFailed(f"Cannot connect to {spec.url} ({http.connection_reason(err)}; {redact(str(err))}). "
+                                  "Check that the service runs there and that the URL is right.") from None
         self.opened_at = time.perf_counter()
         self._ws = ws
         ws.settimeout(None)  # the reader blocks; close() unblocks it
