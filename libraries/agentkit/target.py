@@ -406,6 +406,8 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
             for k in REMOTE_URL_SETTINGS if (environ.get(k) or "").strip())
         spec = backend_spec(profile, environ, output_dir, problems)
         if problems:
+            if early is not None:  # launched before the checks ran: it must not outlive the refusal
+                early[1].stop()
             raise _invalid(name, problems)
         info = share(spec) if share is not None else None  # None: nothing to share through
         if info is not None:

@@ -160,3 +160,15 @@ def test_the_embedded_backend_log_starts_empty_for_each_run(tmp_path):
     text = log.read_text(encoding="utf-8")
     assert "a line from an earlier run" not in text
     assert "listening on" in text, text
+
+
+def test_two_backends_of_one_process_share_the_log_without_overwriting(tmp_path):
+    from agentkit.transports.process import BackendProcess
+
+    log = tmp_path / "shared.log"
+    first = BackendProcess(think_delay=0, log_file=log).start()
+    second = BackendProcess(think_delay=0, log_file=log).start()
+    second.stop()
+    first.stop()
+    text = log.read_text(encoding="utf-8")
+    assert text.count("listening on") == 2, text

@@ -273,3 +273,13 @@ def test_an_auth_mode_the_dialect_does_not_accept_is_named_with_the_ones_it_does
         config.resolve_target("staging", env=dict(STAGING, E2E_DIALECT="langgraph", E2E_AUTH_MODE="subprotocol"))
     assert ("E2E_AUTH_MODE 'subprotocol' is not one the dialect 'langgraph' accepts: expected one of bearer, query"
             in str(err.value)), str(err.value)
+
+
+def test_an_early_launched_backend_is_stopped_when_the_configuration_is_refused(config):
+    from agentkit.transports.process import BackendProcess
+
+    early = BackendProcess(think_delay=0).launch()
+    spec = {"faults": [], "think_delay": 0.0, "tools": 1, "log_file": None, "extra_args": []}
+    with pytest.raises(ConfigurationError, match="E2E_AUTH_URL is set"):
+        targets.resolve("local", {"E2E_AUTH_URL": "https://auth.example.com"}, early=(spec, early))
+    assert early.proc.poll() is not None, "the early backend outlived the refused configuration"

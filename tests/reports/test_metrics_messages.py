@@ -12,7 +12,7 @@ from agentkit.report import metrics
 def _scope(name: str) -> dict:
     return {"v": metrics.VERSION, "kind": "scope", "scope": "test", "name": name,
             "connections": [{"alias": "a"}], "runs": [{}, {}], "connect_failures": [], "refusal_checks": [],
-            "tokens": [], "concurrency": None}
+            "tokens": {"valid": 2, "expired": 1}, "concurrency": None}
 
 
 def test_a_record_round_trips_whatever_its_text_holds():
@@ -27,7 +27,7 @@ def test_the_line_in_log_html_says_what_the_record_holds():
     message = metrics.dumps(_scope("Staging.Chat"))
     gist = message[message.index("<summary>") + len("<summary>"):message.index("</summary>")]
     assert gist == "E2E metrics: test 'Staging.Chat': 1 connection(s), 2 agent run(s), 0 failed connect(s), " \
-                   "0 refusal check(s), 0 token(s)"
+                   "0 refusal check(s), 3 token(s)"
 
 
 def test_the_plain_form_of_older_outputs_is_still_read():

@@ -178,7 +178,10 @@ def _gist(record: dict) -> str:
         target = record.get("target") or {}
         name = target.get("description") or target.get("profile") or "no target resolved"
         return f"Robot process {record.get('pid')}, peak memory {record.get('rss_peak_mb')} MB, target {name}"
-    parts = [f"{len(record.get(key) or [])} {label}" for key, label in
+    def count(value) -> int:  # lists of items; tokens are {kind: count}
+        return sum(value.values()) if isinstance(value, dict) else len(value or [])
+
+    parts = [f"{count(record.get(key))} {label}" for key, label in
              (("connections", "connection(s)"), ("runs", "agent run(s)"), ("connect_failures", "failed connect(s)"),
               ("refusal_checks", "refusal check(s)"), ("tokens", "token(s)"))]
     if record.get("concurrency"):

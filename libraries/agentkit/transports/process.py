@@ -81,7 +81,7 @@ class BackendProcess:
             cmd += ["--fault", fault]
         return cmd + self.extra_args
 
-    def start(self, timeout: float = 20.0) -> "BackendProcess":
+    def start(self, timeout: float = 60.0) -> "BackendProcess":
         """Launch the process and wait until it reports its URL."""
         return self.launch().wait_ready(timeout)
 
@@ -214,13 +214,16 @@ _logs_opened: set[Path] = set()
 
 
 def _log_mode(path: Path) -> str:
-    """A log starts empty for each run, as Robot's own outputs do; a second backend of the
-    same process (after a dropped early launch) appends to it."""
+    """A log starts empty for each run, as Robot's own outputs do: emptied on its first use
+    in this process; every writer appends (a second backend of the same process, after a
+    dropped early launch, must not overwrite the first one's lines)."""
     path = path.resolve()
     with _lock:
-        mode = "a" if path in _logs_opened else "w"
-        _logs_opened.add(path)
-    return mode
+        if path not in _logs_opened:
+            _logs_opened.add(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+    return "a"
 
 
 def pid_alive(pid: int) -> bool:
