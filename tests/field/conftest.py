@@ -3,6 +3,7 @@ dialect and no open connection (the libraries keep these per process)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -48,3 +49,12 @@ def field_robot_run(tmp_path_factory, worker_id):
     if worker_id != "master":
         base = base.parent
     return field_robot.shared_run(base / "field-shared")
+
+
+@pytest.fixture
+def binary_json_dialect(tmp_path):
+    """The default wire, but agent events may come as JSON in binary frames."""
+    path = tmp_path / "binary-json.json"
+    path.write_text(json.dumps({"extends": "default", "name": "default-binary-json",
+                                "events": {"binary_json": True}}), encoding="utf-8")
+    return str(path)

@@ -13,7 +13,6 @@ start-up is paid once.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import signal
@@ -24,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from field_servers import SECRET, Peer, ScriptedServer
+from field_servers import SECRET, Peer, ScriptedServer, slow_run
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ROOT / "libraries"
@@ -47,15 +46,6 @@ async def blob_mid_run(peer: Peer) -> None:
         run_id, thread_id = await peer.next_start()
         events = peer.run_events(run_id, thread_id)
         await peer.play(events[:2] + [BLOB] + events[2:])
-
-
-async def slow_run(peer: Peer) -> None:
-    await peer.welcome()
-    run_id, thread_id = await peer.next_start()
-    events = peer.run_events(run_id, thread_id)
-    await peer.play(events[:2])
-    await asyncio.sleep(1.0)
-    await peer.play(events[2:])
 
 
 async def error_quoting_the_token(peer: Peer) -> None:
@@ -81,7 +71,7 @@ SERVERS = {  # variable name in the suite -> ScriptedServer arguments
     "BODY": dict(refuse=body_quoting_the_token),
     "ERRFRAME": dict(script=error_quoting_the_token),
     "BLOB": dict(script=blob_mid_run),
-    "SLOW": dict(script=slow_run),
+    "SLOW": dict(script=slow_run(1.0)),
 }
 
 SUITE = """\

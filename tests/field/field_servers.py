@@ -324,6 +324,23 @@ async def good_run(peer: Peer) -> None:
         await peer.play(peer.run_events(run_id, thread_id))
 
 
+def slow_run(seconds: float | None):
+    """A correct server whose one run takes ``seconds`` between its second event and the rest
+    (``None``: the run never ends)."""
+
+    async def script(peer: Peer) -> None:
+        await peer.welcome()
+        run_id, thread_id = await peer.next_start()
+        events = peer.run_events(run_id, thread_id)
+        await peer.play(events[:2])
+        if seconds is None:
+            await peer.hold()
+            return
+        await asyncio.sleep(seconds)
+        await peer.play(events[2:])
+    return script
+
+
 # --- pointing the kit at it -------------------------------------------------------------
 def use_target(server: ScriptedServer, **env: str):
     """Resolve a ``staging`` target at ``server`` (short budgets; ``env`` overrides, e.g.

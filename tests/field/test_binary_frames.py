@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from field_servers import ScriptedServer, both, use_target
 from agentkit import timeline
 
@@ -32,15 +30,6 @@ async def blob_mid_run(peer) -> None:
         run_id, thread_id = await peer.next_start()
         events = peer.run_events(run_id, thread_id)
         await peer.play(events[:2] + [BLOB] + events[2:])
-
-
-@pytest.fixture
-def binary_json_dialect(tmp_path):
-    """The default wire, but agent events may come as JSON in binary frames."""
-    path = tmp_path / "binary-json.json"
-    path.write_text(json.dumps({"extends": "default", "name": "default-binary-json",
-                                "events": {"binary_json": True}}), encoding="utf-8")
-    return str(path)
 
 
 def _binary_entries(verdict) -> list:

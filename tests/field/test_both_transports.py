@@ -11,14 +11,12 @@ refusal check (``Handshake Should Be Refused`` against the engine's ``auth_rejec
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
 
-from field_servers import ScriptedServer, both, engine, good_run, step_by_step_refusal, use_target
+from field_servers import ScriptedServer, both, engine, good_run, slow_run, step_by_step_refusal, use_target
 from test_binary_frames import run_in_binary_frames
-from test_budgets import slow_run
 from test_diagnoses import binary_first_frame
 from test_grace_window import second_terminal
 from test_isolation import leaking
@@ -61,14 +59,6 @@ CASES = {
     "netra-welcome-then-1008": (dict(script=refuse_after_upgrade(1008, frame=False, welcome_first=True), **NETRA),
                                 {"E2E_DIALECT": "netra"}, {}, "refusal", "fail"),
 }
-
-
-@pytest.fixture
-def binary_json_dialect(tmp_path):
-    path = tmp_path / "binary-json.json"
-    path.write_text(json.dumps({"extends": "default", "name": "default-binary-json",
-                                "events": {"binary_json": True}}), encoding="utf-8")
-    return str(path)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -7,29 +7,12 @@ session budget is the run budget plus the connect budget (``E2E_CONNECT_TIMEOUT`
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 
-from field_servers import ScriptedServer, both, use_target
+from field_servers import ScriptedServer, both, slow_run, use_target
 
 RUN_S = 1.6
-
-
-def slow_run(seconds: float | None):
-    """A correct run that takes ``seconds`` (``None``: it never ends)."""
-
-    async def script(peer) -> None:
-        await peer.welcome()
-        run_id, thread_id = await peer.next_start()
-        events = peer.run_events(run_id, thread_id)
-        await peer.play(events[:2])
-        if seconds is None:
-            await peer.hold()
-            return
-        await asyncio.sleep(seconds)
-        await peer.play(events[2:])
-    return script
 
 
 def thresholds(stats: dict) -> str:

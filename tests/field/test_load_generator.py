@@ -9,12 +9,11 @@ summary's warning is checked on the folder's shared real ``robot`` run, ``field_
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import timedelta
 
-from field_servers import SECRET, ScriptedServer, engine, use_target
+from field_servers import SECRET, ScriptedServer, engine, slow_run, use_target
 from agentkit.transports.fanout import EngineSettings, SessionRun
 
 
@@ -54,15 +53,6 @@ def test_max_handshakes_caps_handshakes_in_flight_on_the_server():
     assert uncapped_peak >= 4, f"the control should overlap handshakes, saw at most {uncapped_peak}"
 
 
-async def slow_run(peer) -> None:
-    await peer.welcome()
-    run_id, thread_id = await peer.next_start()
-    events = peer.run_events(run_id, thread_id)
-    await peer.play(events[:2])
-    await asyncio.sleep(1.0)
-    await peer.play(events[2:])
-
-
 def _run_batch(server: ScriptedServer, block_loop: bool) -> dict:
     settings = EngineSettings(ws_url=server.ws_url, jwt_secret=SECRET, count=4, concurrency=4, session_timeout=8,
                               run_timeout=8, first_event_timeout=5)
@@ -95,7 +85,7 @@ def test_blocked_client_loop_shows_in_generator_lag_and_warnings():
     """A batch of about 2 s whose loop is blocked 0.4 s of every 0.45 s: the lag probe gets
     few samples (a blocked loop runs it seldom), each of them about 400 ms late; that is a
     saturated generator however few the samples are."""
-    with ScriptedServer(slow_run) as server:
+    with ScriptedServer(slow_run(1.0)) as server:
         blocked = _run_batch(server, block_loop=True)
         free = _run_batch(server, block_loop=False)
     assert blocked["generator_lag_max_ms"] >= 250, blocked
