@@ -8,7 +8,6 @@ modules on ``sys.path``.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from robot.api import ExecutionResult, ResultVisitor
 from robot.errors import DataError
+
+from agentkit.transports.process import BackendProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "suites" / "staging"
@@ -33,7 +34,6 @@ def _count_staging_tests() -> int:
 # How many tests suites/staging holds, read from the suites themselves (not a fixed number).
 STAGING_TESTS = _count_staging_tests()
 BIN = Path(sys.executable).parent
-READY = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 
 #: Lines added to the pytest terminal summary by ``conftest.pytest_terminal_summary``.
 REPORT: dict[str, list[str]] = {}
@@ -235,45 +235,15 @@ class LiveRobot:
         self.proc.wait(5)
 
 
-class OwnBackend:
-    """``python -m reference_backend --port 0`` started by a test, with known secrets."""
+class OwnBackend(BackendProcess):
+    """``python -m reference_backend --port 0`` started by a test, with known secrets and a
+    clean environment; everything it printed is in ``log`` (``lines``)."""
 
-    def __init__(self, jwt_secret: str, simulation_key: str, *args: str, log: Path | None = None) -> None:
-        env = clean_env(E2E_JWT_SECRET=jwt_secret, E2E_OAUTH_SIMULATION_KEY=simulation_key)
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "reference_backend", "--port", "0",
-                                      "--think-delay", "0.005", *args],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        self.lines: list[str] = []
-        self.url: str | None = None
-        ready = threading.Event()
+    def __init__(self, jwt_secret: str, simulation_key: str, *args: str, log: Path) -> None:
+        super().__init__(think_delay=0.005, jwt_secret=jwt_secret, simulation_key=simulation_key,
+                         extra_args=list(args), log_file=log, env=clean_env())
+        self.start()
 
-        def drain() -> None:
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                match = READY.search(line)
-                if match and self.url is None:
-                    self.url = match.group(1)
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(20) or self.url is None:
-            self.stop()
-            raise RuntimeError("reference backend did not start:\n" + "".join(self.lines[-20:]))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def __enter__(self) -> "OwnBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    @property
+    def lines(self) -> list[str]:
+        return self.log_file.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)

@@ -106,8 +106,9 @@ RUNS = ["signed-tokens", "auth-service-tokens-trace", "failing-accept-expired", 
 
 @pytest.fixture(scope="module")
 def leak_runs(tmp_path_factory):
-    with OwnBackend(JWT_SECRET, SIMULATION_KEY) as healthy, \
-            OwnBackend(JWT_SECRET, SIMULATION_KEY, "--fault", "accept-expired") as faulty:
+    logs = tmp_path_factory.mktemp("backends")
+    with OwnBackend(JWT_SECRET, SIMULATION_KEY, log=logs / "healthy.log") as healthy, \
+            OwnBackend(JWT_SECRET, SIMULATION_KEY, "--fault", "accept-expired", log=logs / "faulty.log") as faulty:
         def staging(url: str, **extra: str) -> dict[str, str]:
             return clean_env(E2E_TARGET="staging", E2E_BACKEND_URL=url, E2E_AUTH_URL=url,
                              E2E_CONCURRENT_USERS="3", E2E_RUN_TIMEOUT="5s", **extra)

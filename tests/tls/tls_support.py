@@ -15,22 +15,19 @@ The PKI (all in one temporary folder, made once per session):
 
 A unique module name (not ``helpers.py``): test folders share ``sys.path``. Every backend
 started here is stopped by its owner (the fixtures in ``conftest.py``), and once more at
-interpreter exit as a last resort.
+interpreter exit or with its parent, as every ``BackendProcess`` is.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import ipaddress
 import os
-import re
-import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from agentkit.transports.process import BackendProcess
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,7 +36,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "tls-tests-jwt-secret-0123456789abcdef"
 SIMULATION_KEY = "tls-tests-simulation-key-0123456789"
-HTTPS_READY = re.compile(r"listening on (https://127\.0\.0\.1:(\d+))")
 # Trust settings a developer's shell may carry; the tests decide trust themselves.
 AMBIENT_TRUST = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 LOOPBACK_NAMES = (x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"))
@@ -128,39 +124,19 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-_LIVE: list["TLSBackend"] = []
-
-
-class TLSBackend:
+class TLSBackend(BackendProcess):
     """``python -m reference_backend --port 0 --ssl-certfile ...`` with known secrets; ``url`` is
     the ``https://127.0.0.1:<port>`` of its ready line. Always stopped (``stop`` is idempotent)."""
 
     def __init__(self, certfile: Path, keyfile: Path, *args: str, ready_timeout: float = 40.0) -> None:
-        cmd = [sys.executable, "-m", "reference_backend", "--port", "0", "--think-delay", "0.005",
-               "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *args]
-        env = clean_env(E2E_JWT_SECRET=JWT_SECRET, E2E_OAUTH_SIMULATION_KEY=SIMULATION_KEY)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        _LIVE.append(self)
-        self.lines: list[str] = []
-        self.url: str | None = None
-        self.port: int | None = None
-        ready = threading.Event()
+        super().__init__(think_delay=0.005, jwt_secret=JWT_SECRET, simulation_key=SIMULATION_KEY,
+                         extra_args=["--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile), *args],
+                         env=clean_env())
+        self.start(ready_timeout)
 
-        def drain() -> None:
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                match = HTTPS_READY.search(line)
-                if match and self.url is None:
-                    self.url, self.port = match.group(1), int(match.group(2))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(ready_timeout) or self.url is None:
-            self.stop()
-            raise RuntimeError(f"reference backend over TLS did not start ({' '.join(cmd)}):\n"
-                               + "".join(self.lines[-20:]))
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port
 
     @property
     def hostport(self) -> str:
@@ -168,28 +144,6 @@ class TLSBackend:
 
     def url_as(self, host: str) -> str:
         return f"https://{host}:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self in _LIVE:
-            _LIVE.remove(self)
-
-
-def _stop_all() -> None:
-    for backend in list(_LIVE):
-        backend.stop()
-
-
-atexit.register(_stop_all)
 
 
 def staging_env(backend_url: str, auth_url: str | None = None, **tls: str) -> dict[str, str]:

@@ -43,12 +43,14 @@ class BackendProcess:
 
     ``faults``: fault-mode names (PROTOCOL.md); ``think_delay`` seconds between events;
     ``tools``: tool calls per run. ``jwt_secret``/``simulation_key`` default to fresh
-    random values per process, so no development default is ever relied on."""
+    random values per process, so no development default is ever relied on. ``env``: the
+    environment the process starts from (default: this process's)."""
 
     def __init__(self, faults: list[str] | tuple[str, ...] = (), think_delay: float = 0.01, tools: int = 1,
                  jwt_secret: str | None = None, simulation_key: str | None = None,
                  log_file: str | Path | None = None, host: str = "127.0.0.1",
-                 extra_args: list[str] | None = None, detached: bool = False) -> None:
+                 extra_args: list[str] | None = None, detached: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.faults = [f for f in faults if f]
         self.think_delay = think_delay
         self.tools = tools
@@ -60,6 +62,7 @@ class BackendProcess:
         # detached: shared by several test processes (pabot), so it must outlive the one that
         # started it; it writes straight to its log file and stops with --exit-with-pid.
         self.detached = detached
+        self.base_env = env
         self.url: str | None = None
         self.proc: subprocess.Popen | None = None
         self._drain: threading.Thread | None = None
@@ -88,8 +91,8 @@ class BackendProcess:
     def launch(self) -> "BackendProcess":
         """Start the process and return at once; :meth:`wait_ready` waits for its URL.
         Lets the caller do other work while the backend boots (a quarter of a second)."""
-        env = dict(os.environ, E2E_JWT_SECRET=self.jwt_secret, E2E_OAUTH_SIMULATION_KEY=self.simulation_key,
-                   PYTHONUNBUFFERED="1")
+        env = dict(os.environ if self.base_env is None else self.base_env, E2E_JWT_SECRET=self.jwt_secret,
+                   E2E_OAUTH_SIMULATION_KEY=self.simulation_key, PYTHONUNBUFFERED="1")
         env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
         if self.detached:
             return self._launch_detached(env)
@@ -145,7 +148,8 @@ class BackendProcess:
         return self
 
     def _read_output(self) -> None:
-        log = self.log_file.open(_log_mode(self.log_file), encoding="utf-8") if self.log_file else None
+        # line-buffered: the log can be followed (and read by tests) while the backend runs
+        log = self.log_file.open(_log_mode(self.log_file), encoding="utf-8", buffering=1) if self.log_file else None
         try:
             for line in self.proc.stdout:
                 if log:
