@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from .transports.process import PROJECT_ROOT, BackendProcess, BackendStartError
 from .wire import dialect as dialects
 from .wire.masking import REDACTOR, mask
 from .wire.session import DEFAULT_GRACE
-from .wire.spec import AUTH_MODES, ConnectionSpec, SpecError, ws_base
+from .wire.spec import AUTH_MODES, ConnectionSpec, SpecError, default_ws_url, ws_base
 from .transports.http import probe
 from .wire.tls import TLSConfig
 
@@ -342,8 +341,7 @@ def _remote(name: str, profile: dict, environ: dict, settings: dict, problems: l
     if ws:
         ws_url = _ws_url("E2E_WS_URL", ws, problems)
     elif backend_url:
-        scheme = "wss" if backend_url.startswith("https") else "ws"
-        ws_url = f"{scheme}://{backend_url.split('://', 1)[1]}/ws"
+        ws_url = default_ws_url(backend_url)
     else:
         ws_url = None
     if problems:
@@ -448,8 +446,7 @@ def resolve(name: str | None, environ: dict, output_dir: Path | None = None,
 
 def _embedded_target(name: str, profile: dict, settings: dict, spec: dict, url: str, jwt_secret: str,
                      simulation_key: str, pid: int, shared: bool = False) -> Target:
-    ws = re.sub(r"^http", "ws", url, count=1) + "/ws"
-    return Target(profile=name, backend_url=url, ws_url=ws, auth_url=url, jwt_secret=jwt_secret,
+    return Target(profile=name, backend_url=url, ws_url=default_ws_url(url), auth_url=url, jwt_secret=jwt_secret,
                   simulation_key=simulation_key, embedded=True,
                   extra=dict(settings.pop("extra"), faults=",".join(spec["faults"]) or "none", backend_pid=str(pid),
                              wire=spec["extra_args"][1], scenarios=_arg(spec["extra_args"], "--scenarios") or "none",

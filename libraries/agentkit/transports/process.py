@@ -71,7 +71,9 @@ class BackendProcess:
 
     @property
     def ws_url(self) -> str:
-        return re.sub(r"^http", "ws", self.url, count=1) + "/ws"
+        from ..wire.spec import default_ws_url  # here: the wire package imports Robot, this module need not
+
+        return default_ws_url(self.url)
 
     @property
     def pid(self) -> int | None:

@@ -41,6 +41,13 @@ def validate_ws_url(url: str) -> str:
     return url
 
 
+def default_ws_url(http_url: str) -> str:
+    """The WebSocket URL of a backend at ``http(s)://host[:port]``: ``ws(s)://host[:port]/ws``
+    (docs/protocol.md)."""
+    scheme, rest = http_url.split("://", 1)
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws"
+
+
 def ws_base(url: str) -> str:
     """``scheme://host:port`` of a WebSocket URL."""
     parts = urlsplit(url)
