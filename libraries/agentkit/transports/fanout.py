@@ -64,7 +64,7 @@ from ..wire.session import DEFAULT_GRACE, AgentSession
 from ..wire.paths import render
 from ..wire.spec import AUTH_MODES, ConnectionSpec, SpecError, validate_ws_url, ws_base
 from ..wire.tls import TLSConfig, diagnose
-from .http import probe
+from .http import tls_cause
 from .threaded import HandshakeFailed, HandshakeRefused, prepare, token_subject
 
 SCENARIOS = ("connect", "ping", "chat")
@@ -566,16 +566,13 @@ class SessionRun:
             tally.failed += 1
 
     async def _tls_diagnosis(self, err: BaseException) -> str:
-        """For a wss:// failure with no clearer cause, one TLS check of the server (made once per
-        batch: a server that wants a client certificate closes after the handshake, silently)."""
-        shown = f"{type(err).__name__}: {redact(str(err))}"
-        if not self.settings.ws_url.startswith("wss://"):
-            return shown
+        """For a failure with no clearer cause, the TLS diagnosis of a wss:// server (checked
+        once per batch: a server that wants a client certificate closes after the handshake,
+        silently), else the error itself."""
         if self._tls_checked is None:
-            self._tls_checked = await asyncio.to_thread(probe, self.settings.ws_url, self.settings.tls,
+            self._tls_checked = await asyncio.to_thread(tls_cause, self.settings.ws_url, self.settings.tls,
                                                         self.settings.open_timeout) or ""
-        problem = self._tls_checked
-        return problem if problem and not problem.startswith("Cannot reach") else shown
+        return self._tls_checked or f"{type(err).__name__}: {redact(str(err))}"
 
     def _timeout_message(self, run: _Run) -> str:
         s = self.settings

@@ -61,8 +61,8 @@ def request(method: str, url: str, *, tls: TLSConfig | None = None, headers: dic
         raise HttpFailure(f"{label}: {_where(url)} accepted the connection but sent no answer within "
                           f"{timeout:g}s.") from None
     except requests.exceptions.ConnectionError as err:
-        tls_problem = probe(url, tls, timeout) if url.startswith("https://") else None
-        if tls_problem and not tls_problem.startswith("Cannot reach"):
+        tls_problem = tls_cause(url, tls, timeout)
+        if tls_problem:
             raise HttpFailure(f"{label}: {tls_problem}") from None
         raise HttpFailure(f"{label}: cannot connect to {_where(url)} ({connection_reason(err)}). Check that the "
                           f"service runs there and that the URL is right.") from None
@@ -112,6 +112,15 @@ def connection_reason(err: BaseException) -> str:
         if needle in text:
             return reason
     return "connection failed"
+
+
+def tls_cause(url: str, tls: TLSConfig, timeout: float = 10.0) -> str | None:
+    """After a connection to ``url`` failed: the TLS diagnosis when TLS is the cause, else
+    ``None`` (a plain URL, or a host not reachable at all: the connection error says that)."""
+    if not url.startswith(("https://", "wss://")):
+        return None
+    problem = probe(url, tls, timeout)
+    return None if problem is None or problem.startswith("Cannot reach") else problem
 
 
 def probe(url: str, tls: TLSConfig, timeout: float = 10.0, setting: str = "") -> str | None:

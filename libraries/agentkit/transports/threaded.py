@@ -148,8 +148,8 @@ class Connection:
         except ssl.SSLError as err:
             raise HandshakeFailed(diagnose(err, spec.url, spec.tls)) from None
         except (OSError, websocket.WebSocketException) as err:
-            tls_problem = http.probe(spec.url, spec.tls, spec.open_timeout) if spec.is_tls else None
-            if tls_problem and not tls_problem.startswith("Cannot reach"):
+            tls_problem = http.tls_cause(spec.url, spec.tls, spec.open_timeout)
+            if tls_problem:
                 raise HandshakeFailed(tls_problem) from None
             raise HandshakeFailed(f"Cannot connect to {spec.url} ({http.connection_reason(err)}; {redact(str(err))}). "
                                   "Check that the service runs there and that the URL is right.") from None
