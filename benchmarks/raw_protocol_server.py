@@ -1,8 +1,8 @@
-"""A minimal second implementation of PROTOCOL.md on the raw ``websockets`` package.
+"""A minimal second implementation of docs/protocol.md on the raw ``websockets`` package.
 
 Two jobs: the baseline of ``backend_throughput.py`` (how fast the protocol can
 be served in pure asyncio Python without a web framework), and an independent
-implementation of the contract, written from PROTOCOL.md without sharing code
+implementation of the contract, written from docs/protocol.md without sharing code
 with ``reference_backend/`` or ``libraries/``.
 
 Serves: ``/ws`` (JWT from subprotocol ``jwt.<t>``, ``Authorization: Bearer`` or
@@ -11,7 +11,7 @@ Serves: ``/ws`` (JWT from subprotocol ``jwt.<t>``, ``Authorization: Bearer`` or
 ``/api/mcp/servers`` (bearer required, else 401), ``/auth/health``.
 ``POST /auth/e2e/test-auth`` cannot be served on the WebSocket port (the websockets
 HTTP parser rejects request bodies before any hook runs), so with ``--auth-port`` an
-auth service on its own port (PROTOCOL.md allows that) serves ``GET /auth/health`` and
+auth service on its own port (docs/protocol.md allows that) serves ``GET /auth/health`` and
 ``POST /auth/e2e/test-auth`` with the standard library's HTTP server.
 
 Usage: ``python benchmarks/raw_protocol_server.py --port 0 [--think-delay S] [--tools N]

@@ -37,7 +37,7 @@ class AgentAuth:
     resolved target (``Resolve Target``), the signing secret, auth URL and simulation key
     come from it; otherwise pass them.
 
-    Claims follow PROTOCOL.md: ``sub`` (user id), ``email``, ``iat``, ``exp``, ``type=access``
+    Claims follow docs/protocol.md: ``sub`` (user id), ``email``, ``iat``, ``exp``, ``type=access``
     and optional ``permissions``. HS256 by default; RS256/ES256 with a private key file.
     """
 

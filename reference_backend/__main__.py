@@ -57,7 +57,7 @@ def _fault_name(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reference_backend",
-        description="Reference agent chat backend (PROTOCOL.md) with fault modes for testing the suites.",
+        description="Reference agent chat backend (docs/protocol.md) with fault modes for testing the suites.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="fault modes (each breaks one rule; its effect per wire below it):\n" + fault_help_text() + "\n\n"
         "environment: E2E_JWT_SECRET, E2E_OAUTH_SIMULATION_KEY (dev defaults when unset),\n"
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=_non_negative(int), default=0,
                         help="port to bind; 0 picks a free one (default 0)")
     parser.add_argument("--wire", choices=WIRES,
-                        help="what /ws speaks: default (PROTOCOL.md), netra (its variants table), "
+                        help="what /ws speaks: default (docs/protocol.md), netra (its variants table), "
                              "ag-ui (AG-UI events) (default: default)")
     parser.add_argument("--think-delay", type=_non_negative(float), metavar="SECONDS",
                         help=f"delay between a run's events (default {DEFAULT_THINK_DELAY})")

@@ -1,4 +1,4 @@
-"""Token checks and token issuing (HS256 JWTs, PROTOCOL.md "Tokens").
+"""Token checks and token issuing (HS256 JWTs, docs/protocol.md "Tokens").
 
 A token is valid when its signature verifies with the shared secret, it has
 ``sub`` and ``exp``, it has not expired, and its ``type`` is absent or

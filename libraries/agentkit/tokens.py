@@ -1,4 +1,4 @@
-"""JWT test tokens per PROTOCOL.md (PyJWT): claims sub, email, iat, exp, type=access."""
+"""JWT test tokens per docs/protocol.md (PyJWT): claims sub, email, iat, exp, type=access."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The wires one backend process can speak on ``/ws`` (``--wire``), one module per family.
 
 ==========  =====================================================================
-``default``  PROTOCOL.md's main sections (:mod:`.default`)
-``netra``    the variants table of PROTOCOL.md: flat events, server heartbeat (:mod:`.netra`)
+``default``  docs/protocol.md's main sections (:mod:`.default`)
+``netra``    the variants table of docs/protocol.md: flat events, server heartbeat (:mod:`.netra`)
 ``ag-ui``    AG-UI events over the WebSocket, runs started by a RunAgentInput (:mod:`.agui`)
 ==========  =====================================================================
 

@@ -1,4 +1,4 @@
-"""The default wire: PROTOCOL.md's main sections, exactly.
+"""The default wire: docs/protocol.md's main sections, exactly.
 
 - handshake: token from ``jwt.<t>`` / bearer header / ``?token=``; refusal = HTTP 403;
 - welcome ``{"type": "system_message", "data": {"event": "connection_established", ...}}``;

@@ -1,4 +1,4 @@
-"""The netra wire: every row of PROTOCOL.md's "Variants real backends use" table.
+"""The netra wire: every row of the "Variants: the netra wire" section of docs/protocol.md.
 
 - handshake: token in subprotocol ``jwt.<base64url of the jwt>`` (base64url tried first,
   then the raw value), ``jwt-auth.<t>``, ``bearer.<t>``, ``Authorization: Bearer`` or

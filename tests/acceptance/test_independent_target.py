@@ -1,6 +1,6 @@
-"""The suites pass against an independent implementation of PROTOCOL.md.
+"""The suites pass against an independent implementation of docs/protocol.md.
 
-``benchmarks/raw_protocol_server.py`` was written from PROTOCOL.md alone (raw
+``benchmarks/raw_protocol_server.py`` was written from docs/protocol.md alone (raw
 ``websockets``, its auth service on its own port). Pointing the staging profile at it
 checks that the suites test the contract, not the reference backend's quirks."""
 

@@ -1,6 +1,6 @@
 """Helpers for the reference backend's tests: server processes, tokens, frames, rule checks.
 
-Everything here is written from PROTOCOL.md alone (no import from ``libraries/``
+Everything here is written from docs/protocol.md alone (no import from ``libraries/``
 or ``reference_backend/``): the tests speak to the backend only over sockets.
 """
 
@@ -207,11 +207,11 @@ def assert_nothing_pending(ws) -> None:
     assert frame["type"] == "pong", f"expected pong next, got {frame}"
 
 
-# --- PROTOCOL.md rules, checked independently of the kit's libraries ------------------
+# --- docs/protocol.md rules, checked independently of the kit's libraries ------------------
 
 def violated_rules(events: list[dict], run_id: str, thread_id: str, user_id: str,
                    first_event_delay: float | None = None) -> dict[int, str]:
-    """Rule number -> reason, for rules 1-4 and 6 (first event within 2 s) of PROTOCOL.md."""
+    """Rule number -> reason, for rules 1-4 and 6 (first event within 2 s) of docs/protocol.md."""
     broken: dict[int, str] = {}
     types = [e.get("type") for e in events]
     terminals = [i for i, t in enumerate(types) if t in TERMINAL]

@@ -1,6 +1,6 @@
 """Fixtures for the reference backend's tests: real server processes on free ports.
 
-The tests speak to the backend only over sockets, from PROTOCOL.md; nothing is
+The tests speak to the backend only over sockets, from docs/protocol.md; nothing is
 imported from ``libraries/`` or ``reference_backend/``. Helpers live in
 ``backend_helpers.py`` (a unique name, so it can't clash with other conftest modules).
 """

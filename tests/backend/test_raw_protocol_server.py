@@ -1,4 +1,4 @@
-"""benchmarks/raw_protocol_server.py, the independent second implementation, keeps PROTOCOL.md too.
+"""benchmarks/raw_protocol_server.py, the independent second implementation, keeps docs/protocol.md too.
 
 The benchmark's baseline only means something if it does the same work correctly.
 """

@@ -1,4 +1,4 @@
-"""The ag-ui wire (``--wire ag-ui``): AG-UI events over the WebSocket, PROTOCOL.md "AG-UI over a WebSocket".
+"""The ag-ui wire (``--wire ag-ui``): AG-UI events over the WebSocket, docs/protocol.md "AG-UI over a WebSocket".
 
 Every event is also validated with the ``ag-ui-protocol`` package's own models.
 """

@@ -1,4 +1,4 @@
-"""The netra wire (``--wire netra``): PROTOCOL.md's "Variants real backends use" table, row by row."""
+"""The netra wire (``--wire netra``): the "Variants: the netra wire" section of docs/protocol.md, row by row."""
 
 from __future__ import annotations
 

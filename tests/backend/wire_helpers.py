@@ -1,5 +1,5 @@
 """Helpers for the tests of the netra and ag-ui wires: a raw ``websockets`` client and the
-rules of each wire, written from PROTOCOL.md ("Variants real backends use", "AG-UI over a
+rules of each wire, written from docs/protocol.md ("Variants: the netra wire", "AG-UI over a
 WebSocket"); nothing is imported from ``reference_backend/`` or ``libraries/``.
 """
 
@@ -101,7 +101,7 @@ def iso_seconds(value: str) -> float:
 
 
 def netra_violations(events: list[dict], run_id: str, thread_id: str, user_id: str) -> dict[int, str]:
-    """PROTOCOL.md rules 1-4 on flat netra events: rule number -> reason."""
+    """docs/protocol.md rules 1-4 on flat netra events: rule number -> reason."""
     broken: dict[int, str] = {}
     types = [e.get("type") for e in events]
     terminals = [i for i, t in enumerate(types) if t in NETRA_TERMINAL]

@@ -41,7 +41,7 @@ class BackendStartError(RuntimeError):
 class BackendProcess:
     """One reference backend child process.
 
-    ``faults``: fault-mode names (PROTOCOL.md); ``think_delay`` seconds between events;
+    ``faults``: fault-mode names (docs/protocol.md); ``think_delay`` seconds between events;
     ``tools``: tool calls per run. ``jwt_secret``/``simulation_key`` default to fresh
     random values per process, so no development default is ever relied on. ``env``: the
     environment the process starts from (default: this process's)."""
