@@ -40,7 +40,6 @@ import itertools
 import os
 import re
 import socket
-import ssl
 import sys
 import time
 import uuid
@@ -55,7 +54,7 @@ from locust.exception import StopUser  # noqa: E402
 from agentkit import rules  # noqa: E402
 from agentkit.rules.schemas import SchemaCheckUnavailable  # noqa: E402
 from agentkit.tokens import make_token  # noqa: E402
-from agentkit.transports.threaded import HandshakeFailed, HandshakeRefused, prepare  # noqa: E402
+from agentkit.transports.threaded import HandshakeFailed, HandshakeRefused, connect_websocket, prepare  # noqa: E402
 from agentkit.wire import dialect as dialects  # noqa: E402
 from agentkit.wire.event import Event  # noqa: E402
 from agentkit.wire.masking import redact  # noqa: E402
@@ -63,7 +62,7 @@ from agentkit.wire.paths import render  # noqa: E402
 from agentkit.wire.run import RunRecord  # noqa: E402
 from agentkit.wire.session import DEFAULT_GRACE, AgentSession  # noqa: E402
 from agentkit.wire.spec import ConnectionSpec, ws_base  # noqa: E402
-from agentkit.wire.tls import TLSConfig, diagnose  # noqa: E402
+from agentkit.wire.tls import TLSConfig  # noqa: E402
 
 _user_numbers = itertools.count()
 _process_tag = uuid.uuid4().hex[:6]  # workers are separate processes: keep user ids distinct
@@ -210,24 +209,9 @@ class AgentChatUser(User):
         selected subprotocol."""
         try:
             prepare(self.dialect, spec, self.http_base, self.dialect.template_values(thread_id=thread_id))
+            ws, offered, _ = connect_websocket(spec)
         except (HandshakeRefused, HandshakeFailed) as err:
             raise SessionFailed(str(err)) from None
-        offered = spec.subprotocols()
-        headers = [f"{k}: {v}" for k, v in spec.request_headers().items()]
-        if offered:  # as a header: the kit judges the server's choice itself
-            headers.append(f"Sec-WebSocket-Protocol: {', '.join(offered)}")
-        ws = websocket.WebSocket(sslopt={"context": spec.tls.ssl_context()} if spec.is_tls else None,
-                                 skip_utf8_validation=True)
-        try:
-            ws.connect(spec.request_url(), header=headers, timeout=spec.open_timeout, suppress_origin=True)
-        except websocket.WebSocketBadStatusException as err:
-            raise SessionFailed(f"handshake refused with HTTP {err.status_code}") from None
-        except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
-            raise SessionFailed(f"handshake did not complete within {spec.open_timeout:g}s") from None
-        except ssl.SSLError as err:
-            raise SessionFailed(diagnose(err, spec.url, spec.tls)) from None
-        except (OSError, websocket.WebSocketException) as err:
-            raise SessionFailed(f"cannot connect to {spec.url}: {redact(str(err))}") from None
         sock = _Socket(ws, session, self.user_id)
         selected = {k.lower(): v for k, v in (ws.getheaders() or {}).items()}.get("sec-websocket-protocol")
         problem = session.check_subprotocol(offered, selected)

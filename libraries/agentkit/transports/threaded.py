@@ -66,6 +66,42 @@ def token_subject(token: str | None) -> str | None:
         return None
 
 
+def connect_websocket(spec: ConnectionSpec,
+                      multithread: bool = False) -> tuple[websocket.WebSocket, list[str], float]:
+    """The WebSocket handshake of ``spec`` with websocket-client; returns the open socket, the
+    subprotocols offered and when the handshake began (``perf_counter``, seconds). Raises
+    :class:`HandshakeRefused` (a non-101 answer, with its status) or :class:`HandshakeFailed`
+    (timeout, TLS, connection: a diagnosis naming the URL).
+    The step-by-step keywords and the Locust user make their handshakes here."""
+    sslopt = {"context": spec.tls.ssl_context()} if spec.is_tls else None
+    ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=multithread, skip_utf8_validation=True)
+    headers = [f"{k}: {v}" for k, v in spec.request_headers().items()]
+    offered = spec.subprotocols()
+    if offered:
+        # As a header, not websocket-client's ``subprotocols``: the kit judges the server's
+        # choice itself (the same way in every transport), and websocket-client would log
+        # the offered list, token included, when it disagrees.
+        headers.append(f"Sec-WebSocket-Protocol: {', '.join(offered)}")
+    started = time.perf_counter()
+    try:
+        ws.connect(spec.request_url(), header=headers, timeout=spec.open_timeout, suppress_origin=True)
+    except websocket.WebSocketBadStatusException as err:
+        body = err.resp_body.decode("utf-8", "replace") if isinstance(err.resp_body, bytes) else str(err.resp_body or "")
+        raise HandshakeRefused(spec.url, err.status_code, body) from None
+    except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
+        raise HandshakeFailed(f"Handshake to {spec.url} did not complete within {spec.open_timeout:g}s "
+                              f"(no HTTP 101 answer).") from None
+    except ssl.SSLError as err:
+        raise HandshakeFailed(diagnose(err, spec.url, spec.tls)) from None
+    except (OSError, websocket.WebSocketException) as err:
+        tls_problem = http.tls_cause(spec.url, spec.tls, spec.open_timeout)
+        if tls_problem:
+            raise HandshakeFailed(tls_problem) from None
+        raise HandshakeFailed(f"Cannot connect to {spec.url} ({http.connection_reason(err)}; {redact(str(err))}). "
+                              "Check that the service runs there and that the URL is right.") from None
+    return ws, offered, started
+
+
 def prepare(dialect: Dialect, spec: ConnectionSpec, http_base: str | None, values: dict) -> None:
     """The dialect's HTTP steps before connecting (``connect.prepare``), as the user."""
     steps = dialect.connect.get("prepare") or []
@@ -127,32 +163,7 @@ class Connection:
     # --- lifecycle ------------------------------------------------------------
     def open(self) -> Handshake:
         spec = self.spec
-        sslopt = {"context": spec.tls.ssl_context()} if spec.is_tls else None
-        ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=True, skip_utf8_validation=True)
-        headers = [f"{k}: {v}" for k, v in spec.request_headers().items()]
-        offered = spec.subprotocols()
-        if offered:
-            # As a header, not websocket-client's ``subprotocols``: the kit judges the server's
-            # choice itself (the same way in both transports), and websocket-client would log
-            # the offered list, token included, when it disagrees.
-            headers.append(f"Sec-WebSocket-Protocol: {', '.join(offered)}")
-        started = time.perf_counter()
-        try:
-            ws.connect(spec.request_url(), header=headers, timeout=spec.open_timeout, suppress_origin=True)
-        except websocket.WebSocketBadStatusException as err:
-            body = err.resp_body.decode("utf-8", "replace") if isinstance(err.resp_body, bytes) else str(err.resp_body or "")
-            raise HandshakeRefused(spec.url, err.status_code, body) from None
-        except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
-            raise HandshakeFailed(f"Handshake to {spec.url} did not complete within {spec.open_timeout:g}s "
-                                  f"(no HTTP 101 answer).") from None
-        except ssl.SSLError as err:
-            raise HandshakeFailed(diagnose(err, spec.url, spec.tls)) from None
-        except (OSError, websocket.WebSocketException) as err:
-            tls_problem = http.tls_cause(spec.url, spec.tls, spec.open_timeout)
-            if tls_problem:
-                raise HandshakeFailed(tls_problem) from None
-            raise HandshakeFailed(f"Cannot connect to {spec.url} ({http.connection_reason(err)}; {redact(str(err))}). "
-                                  "Check that the service runs there and that the URL is right.") from None
+        ws, offered, started = connect_websocket(spec, multithread=True)
         self.opened_at = time.perf_counter()
         self._ws = ws
         ws.settimeout(None)  # the reader blocks; close() unblocks it
