@@ -35,7 +35,7 @@ _RULE = re.compile(r"Rule (\d+) \(([^)]*)\) violated")
 _CONFIG = re.compile(r"Configuration invalid|No WebSocket URL given and no target resolved|"
                      r"no target resolved|is not a known profile|\bE2E_[A-Z_]+ (?:and/or [A-Z_]+ )?is not set|"
                      r"^Target '[^']+': ", re.M)
-_CONNECT = re.compile(r"Cannot connect to|cannot connect to|Cannot reach|could not be attempted|did not complete within|"
+_CONNECT = re.compile(r"[Cc]annot connect to|Cannot reach|could not be attempted|did not complete within|"
                       r"no connection to .* within|sent no answer within|closed the connection right after the handshake|"
                       r"TLS handshake|ConnectionRefusedError|Connection refused|NewConnectionError|"
                       r"Max retries exceeded|failed before any answer|Name or service not known|"
