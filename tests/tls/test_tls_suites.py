@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tls_support import OWN_SUITES, RAW_HTTP_ERRORS, not_passed, run_robot, staging_env
+from tls_support import OWN_SUITES, RAW_HTTP_ERRORS, TRUST_SETTINGS, not_passed, run_robot, staging_env, trusted
 
 # What the staging profile with the default dialect cannot do: these skips are the suites'
 # own (Target Should Support), not a TLS problem.
@@ -225,15 +225,10 @@ def test_a_closed_auth_service_port_fails_each_call_with_a_diagnosis_not_a_raw_e
 
 
 # --- RequestsLibrary's session for the target -------------------------------------------------
-@pytest.mark.parametrize("setting", ["ca", "verification-off", "client-certificate"])
+@pytest.mark.parametrize("setting", TRUST_SETTINGS)
 def test_the_requests_library_session_carries_the_trust_settings(setting, tls_backend, mtls_backend, pki,
                                                                  tmp_path):
-    backend, tls = {
-        "ca": (tls_backend, {"E2E_CA_FILE": str(pki["ca"])}),
-        "verification-off": (tls_backend, {"E2E_VERIFY_TLS": "false"}),
-        "client-certificate": (mtls_backend, {"E2E_CA_FILE": str(pki["ca"]), "E2E_CLIENT_CERT": str(pki["client"]),
-                                              "E2E_CLIENT_KEY": str(pki["client_key"])}),
-    }[setting]
+    backend, tls = trusted(setting, tls_backend, mtls_backend, pki)
     run = run_robot(tmp_path, staging_env(backend.url, **tls), suite=OWN_SUITES / "requests_session.robot")
     assert run.rc == 0 and not run.failed and run.passed, not_passed(run) + run.suite_setup_message
 

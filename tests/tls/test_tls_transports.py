@@ -16,7 +16,7 @@ import pytest
 from agentkit.transports import http
 from agentkit.transports.fanout import run_sessions
 from agentkit.wire.tls import TLSConfig
-from tls_support import AMBIENT_TRUST, JWT_SECRET, RAW_HTTP_ERRORS, ROOT, clean_env
+from tls_support import AMBIENT_TRUST, JWT_SECRET, RAW_HTTP_ERRORS, ROOT, TRUST_SETTINGS, clean_env, trusted
 
 
 @pytest.fixture(autouse=True)
@@ -167,15 +167,10 @@ def _locust_available() -> None:
         pytest.skip("locust is not installed (optional: requirements-load.txt)")
 
 
-@pytest.mark.parametrize("setting", ["ca", "verification-off", "client-certificate"])
+@pytest.mark.parametrize("setting", TRUST_SETTINGS)
 def test_locust_users_use_the_trust_settings(setting, tls_backend, mtls_backend, pki, tmp_path):
     _locust_available()
-    backend, env = {
-        "ca": (tls_backend, {"E2E_CA_FILE": str(pki["ca"])}),
-        "verification-off": (tls_backend, {"E2E_VERIFY_TLS": "false"}),
-        "client-certificate": (mtls_backend, {"E2E_CA_FILE": str(pki["ca"]), "E2E_CLIENT_CERT": str(pki["client"]),
-                                              "E2E_CLIENT_KEY": str(pki["client_key"])}),
-    }[setting]
+    backend, env = trusted(setting, tls_backend, mtls_backend, pki)
     rows, log = _locust(tmp_path, f"wss://{backend.hostport}/ws", **env)
     for name in ("connect", "chat run"):
         row = rows.get(("WS", name))

@@ -146,6 +146,21 @@ class TLSBackend(BackendProcess):
         return f"https://{host}:{self.port}"
 
 
+TRUST_SETTINGS = ("ca", "verification-off", "client-certificate")
+
+
+def trusted(setting: str, tls_backend: "TLSBackend", mtls_backend: "TLSBackend",
+            pki: dict[str, Path]) -> tuple["TLSBackend", dict[str, str]]:
+    """A backend and the E2E_ trust settings that connect to it: the private CA, verification
+    off, or mutual TLS with the client certificate."""
+    return {
+        "ca": (tls_backend, {"E2E_CA_FILE": str(pki["ca"])}),
+        "verification-off": (tls_backend, {"E2E_VERIFY_TLS": "false"}),
+        "client-certificate": (mtls_backend, {"E2E_CA_FILE": str(pki["ca"]), "E2E_CLIENT_CERT": str(pki["client"]),
+                                              "E2E_CLIENT_KEY": str(pki["client_key"])}),
+    }[setting]
+
+
 def staging_env(backend_url: str, auth_url: str | None = None, **tls: str) -> dict[str, str]:
     """The environment of a run against ``backend_url`` as the ``staging`` profile."""
     return clean_env(E2E_TARGET="staging", E2E_BACKEND_URL=backend_url, E2E_AUTH_URL=auth_url or backend_url,
