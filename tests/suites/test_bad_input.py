@@ -18,6 +18,7 @@ import pytest
 
 from suite_runs import STAGING_TESTS, clean_env, report, run_robot
 
+from agentkit.transports.process import wait_until
 import agentkit.target as targets  # libraries/ is on sys.path (pyproject's pythonpath)
 from AgentAuth import AgentAuth
 from AgentConcurrency import AgentConcurrency
@@ -201,7 +202,9 @@ def test_binary_and_huge_frames_are_kept_and_reported(odd_server):
     alias = sessions.connect_to_agent_websocket(_token(), url=odd_server.url, alias="odd-frames", timeout=5)
     try:
         # A wait that fails reports what came instead, the binary frame named as such,
-        # without pasting 5 MB into the failure message.
+        # without pasting 5 MB into the failure message. First both frames must be in (a
+        # 5 MB frame can take over a second on a busy machine): a condition, not a sleep.
+        assert wait_until(lambda: sessions.get_received_events(alias, "huge"), 60), "the huge frame never arrived"
         started = time.monotonic()
         with pytest.raises(AssertionError) as err:
             sessions.wait_for_event("never_sent", timeout=1, alias=alias)
