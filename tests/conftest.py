@@ -8,7 +8,22 @@ import os
 
 import pytest
 
+import forked
 from agentkit.transports.process import BackendProcess
+
+
+def pytest_configure(config) -> None:
+    # Backends the tests start fork from a process with their imports done (tests/forked.py).
+    BackendProcess.popen = staticmethod(forked.popen)
+
+
+@pytest.fixture(scope="module")
+def real_processes():
+    """For a module that tests how processes start, stop and clean up: every command it
+    starts is a real process, not forked from the preloading one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTKIT_TESTS_REAL_PROCESSES", "1")
+        yield
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

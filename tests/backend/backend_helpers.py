@@ -22,6 +22,8 @@ from pathlib import Path
 import jwt
 import websocket
 
+import forked  # tests/forked.py: the server starts forked from a process with its imports done
+
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"^reference backend listening on (https?://127\.0\.0\.1:(\d+))$")
 JWT_SECRET = "tests-backend-secret-" + secrets.token_hex(16)
@@ -42,7 +44,7 @@ class BackendServer:
         environ.update(E2E_JWT_SECRET=JWT_SECRET, E2E_OAUTH_SIMULATION_KEY=SIMULATION_KEY, PYTHONUNBUFFERED="1")
         environ.update(env or {})
         self._stderr = open(log_path, "wb")
-        self.proc = subprocess.Popen(
+        self.proc = forked.popen(
             [sys.executable, *program, *self.args],
             cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
         )

@@ -13,6 +13,8 @@ import pytest
 
 from backend_helpers import ROOT, open_session, recv_json, send_message
 
+pytestmark = pytest.mark.usefixtures("real_processes")  # these tests are about the process itself
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly_with_exit_0_and_frees_the_port(start_server, sig):

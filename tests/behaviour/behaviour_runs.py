@@ -21,6 +21,8 @@ from typing import Any
 
 from robot.api import ExecutionResult, ResultVisitor
 
+import forked
+
 from agentkit.wire import dialect as dialects
 from agentkit.wire.event import Event
 from agentkit.wire.run import RunRecord
@@ -162,8 +164,8 @@ def robot_command(suite: Path, outdir: Path) -> list[str]:
 
 
 def start_robot(suite: Path, outdir: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(robot_command(suite, outdir), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    return forked.popen(robot_command(suite, outdir), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
 def finish_robot(proc: subprocess.Popen, outdir: Path, started: float, timeout: float = 120.0) -> SuiteRun:

@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import forked
 from field_servers import SECRET, Peer, ScriptedServer, slow_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,8 +291,8 @@ def run(tmp: Path) -> FieldRun:
         cmd += [arg for name, server in servers.items() for arg in ("--variable", f"{name}:{server.ws_url}")]
         cmd.append(str(suite_dir / "field_outputs.robot"))
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = forked.popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:

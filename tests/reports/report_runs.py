@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import forked
+
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "suites" / "staging"
 RESOURCE = ROOT / "resources" / "agent_chat.resource"
@@ -81,8 +83,8 @@ def robot_run(name: str, base: Path, env: dict[str, str], args: list[str] | tupl
     else:
         head = [sys.executable, "-m", "robot"]
     cmd = [*head, "--outputdir", str(outdir), "--console", "dotted", *listener_args(), *args, str(SUITES)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = forked.popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     return Run(name, cmd, outdir), proc, {"started": time.monotonic()}
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import forked
 import pytest
 import report_runs as rr
 from robot.api import ExecutionResult
@@ -28,8 +29,8 @@ def plain_output(tmp_path_factory):
     """An output.xml of a suite that does not use the kit (so it holds no E2E metrics)."""
     base = tmp_path_factory.mktemp("plain")
     (base / "plain.robot").write_text(SUITE, encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(base / "out"), "--log", "NONE", "--report",
-                    "NONE", str(base / "plain.robot")], capture_output=True, timeout=120, env=rr.clean_env())
+    forked.run([sys.executable, "-m", "robot", "--outputdir", str(base / "out"), "--log", "NONE", "--report",
+                "NONE", str(base / "plain.robot")], capture_output=True, timeout=120, env=rr.clean_env())
     return base / "out" / "output.xml"
 
 

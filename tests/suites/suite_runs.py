@@ -19,6 +19,7 @@ from pathlib import Path
 from robot.api import ExecutionResult, ResultVisitor
 from robot.errors import DataError
 
+import forked
 from agentkit.transports.process import BackendProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,8 +149,8 @@ def run_command(cmd: list[str], outdir: Path, env: dict[str, str], timeout: floa
     """A robot or pabot command in its own process group, read back from ``outdir``; killed
     (with everything it started) and reported as a hang after ``timeout`` seconds."""
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = forked.popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import forked
 import jwt
 import pytest
 
@@ -69,9 +70,9 @@ def test_scanner_reads_robots_compressed_log(tmp_path):
         "    Log    %{LEAK_ME}\n"
         f"    Log    {'padding-so-robot-compresses-this-message-' * 40}%{{LEAK_TOKEN}}\n", encoding="utf-8")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(out), "--console", "none", str(suite)],
-                          env=clean_env(LEAK_ME=JWT_SECRET, LEAK_TOKEN=token), capture_output=True, text=True,
-                          timeout=60)
+    proc = forked.run([sys.executable, "-m", "robot", "--outputdir", str(out), "--console", "none", str(suite)],
+                      env=clean_env(LEAK_ME=JWT_SECRET, LEAK_TOKEN=token), capture_output=True, text=True,
+                      timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log_findings = secrets_scan.scan_file(out / "log.html", KNOWN)
     assert {"secret #1 as raw", "JWT-shaped token"} <= _kinds(log_findings)

@@ -44,7 +44,12 @@ class BackendProcess:
     ``faults``: fault-mode names (docs/protocol.md); ``think_delay`` seconds between events;
     ``tools``: tool calls per run. ``jwt_secret``/``simulation_key`` default to fresh
     random values per process, so no development default is ever relied on. ``env``: the
-    environment the process starts from (default: this process's)."""
+    environment the process starts from (default: this process's).
+
+    ``popen`` starts the command (``subprocess.Popen``); the project's own tests put in one
+    that forks it from a process with the backend's imports already done."""
+
+    popen = staticmethod(subprocess.Popen)
 
     def __init__(self, faults: list[str] | tuple[str, ...] = (), think_delay: float = 0.01, tools: int = 1,
                  jwt_secret: str | None = None, simulation_key: str | None = None,
@@ -98,10 +103,10 @@ class BackendProcess:
         env.pop("REFERENCE_BACKEND_FAULTS", None)  # faults come from this object only
         if self.detached:
             return self._launch_detached(env)
-        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                     start_new_session=True,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        self.proc = self.popen(self.command(), cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                               start_new_session=True,
+                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         with _lock:
             _running.add(self)
         self._drain = threading.Thread(target=self._read_output, daemon=True,

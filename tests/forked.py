@@ -1,0 +1,269 @@
+"""Test-only: start ``python -m <module>`` commands from a process that has already imported
+their heavy dependencies, so the test suite's ~200 reference backends and ~100 robot runs
+do not each pay 0.3-0.6 s of CPU for the same imports (on 2 cores the suite is CPU-bound).
+
+The preloading process is :mod:`multiprocessing`'s forkserver: each command runs in a fresh
+child forked from it (its own pid, session, environment, working folder and file
+descriptors; nothing of an earlier command is left in it), then ``runpy`` runs the module as
+``python -m`` would. :class:`ForkedPopen` answers like :class:`subprocess.Popen` for what
+the tests and :class:`agentkit.transports.process.BackendProcess` use.
+
+Used where a test judges what a command does, not how it starts: the README commands, the
+signal and clean-up tests, pabot and the backend's own process tests start real processes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from multiprocessing import reduction
+
+# Third-party modules the kit and the reference backend import (not the kit's own
+# modules: importing TargetConfig starts a backend).
+PRELOAD = [
+    "robot.api", "robot.run", "robot.running", "robot.libraries.BuiltIn", "robot.libraries.Collections",
+    "robot.reporting", "robot.result", "RequestsLibrary", "requests", "jwt", "jsonschema", "rfc3339_validator",
+    "websocket", "websockets.asyncio.client", "websockets.sync.client", "yaml", "psutil", "assertionengine",
+    "starlette.applications", "starlette.routing", "starlette.responses", "uvicorn", "uvicorn.config",
+    "ag_ui.core", "ag_ui.encoder",
+]
+_context: multiprocessing.context.ForkServerContext | None = None
+_lock = threading.Lock()
+_base_path: list[str] = []
+
+
+def _interpreter_path() -> list[str]:
+    """``sys.path`` of a plain ``python -c`` here, without PYTHONPATH (pytest's own additions
+    must not reach the commands: a robot run finds the kit the way a user's does)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(sys.path[1:]))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _ctx() -> multiprocessing.context.ForkServerContext:
+    global _context
+    with _lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+            _base_path.extend(_interpreter_path())
+        return _context
+
+
+class _Fd:
+    """A file descriptor handed to the forked child (duplicated into it by the forkserver)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        return _Fd._received, (reduction.DupFd(self.fd),)
+
+    @staticmethod
+    def _received(dup) -> int:
+        return dup.detach()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
+def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int, int],
+           base_path: list[str]) -> None:
+    import runpy
+
+    os.setsid()
+    _die_with_parent()  # the forkserver ends with the test process; so does this child
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    # sys.path as ``python -m`` builds it: the working folder, PYTHONPATH, the interpreter's own.
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [cwd, *extra, *base_path]
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=unbuffered,
+                                  write_through=unbuffered)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, write_through=True)
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    sys.argv = [module, *args]
+    code = 0
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - reported as python would, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    # What the interpreter does at exit: wait for non-daemon threads, run atexit handlers
+    # (the kit's stop every backend it started there), flush.
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def module_of(cmd: list[str]) -> str | None:
+    """``[python, "-m", "robot", ...]`` -> ``"robot"``; ``None`` for any other command."""
+    if len(cmd) >= 3 and cmd[0] == sys.executable and cmd[1] == "-m":
+        return cmd[2]
+    return None
+
+
+class ForkedPopen:
+    """``python -m <module> ...`` in a child of the preloading forkserver, with Popen's interface
+    (``pid``, ``stdout``/``stderr``, ``poll``, ``wait``, ``communicate``, ``send_signal``,
+    ``terminate``, ``kill``, ``returncode``). The child leads its own session (as with
+    ``start_new_session=True``)."""
+
+    def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
+                 text: bool = False, **_ignored) -> None:
+        module = module_of(cmd)
+        if module is None:
+            raise ValueError(f"only 'python -m <module>' commands can be forked, not {cmd!r}")
+        self.args = cmd
+        self.returncode: int | None = None
+        self.stdout = self.stderr = None
+        self._readers: list[threading.Thread] | None = None
+        self._output: dict[str, object] = {}
+        ours: list[int] = []   # parent-side descriptors to close once the child has its copies
+
+        def target(spec, read_side: bool):
+            if spec == subprocess.PIPE:
+                r, w = os.pipe()
+                ours.append(w if read_side else r)
+                return (r, w)
+            if spec is None:
+                return None
+            if spec == subprocess.DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR)
+                ours.append(fd)
+                return fd
+            return spec.fileno() if hasattr(spec, "fileno") else spec
+
+        in_fd = target(subprocess.DEVNULL if stdin is None else stdin, read_side=False)
+        out = target(stdout, read_side=True)
+        if stderr == subprocess.STDOUT:
+            err = "stdout"
+        else:
+            err = target(stderr, read_side=True)
+
+        def child_end(t, default: int) -> int:
+            if t is None:
+                return default
+            return t[1] if isinstance(t, tuple) else t
+
+        child_out = child_end(out, 1)
+        child_err = child_out if err == "stdout" else child_end(err, 2)
+        child_in = in_fd[0] if isinstance(in_fd, tuple) else in_fd
+        env = dict(os.environ if env is None else env)
+        cwd = str(cwd or os.getcwd())
+        ctx = _ctx()
+        self._process = ctx.Process(target=_child, daemon=True,
+                                       args=(module, cmd[3:], cwd, env, (_Fd(child_in), _Fd(child_out), _Fd(child_err)),
+                                             _base_path))
+        self._process.start()
+        self.pid = self._process.pid
+        for fd in ours:
+            os.close(fd)
+        mode = "r" if text else "rb"
+        kwargs = {"encoding": "utf-8", "errors": "replace"} if text else {}
+        if isinstance(out, tuple):
+            self.stdout = open(out[0], mode, **kwargs)  # noqa: SIM115 - closed by its reader
+        if isinstance(err, tuple):
+            self.stderr = open(err[0], mode, **kwargs)  # noqa: SIM115
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._process.exitcode is not None:
+            self.returncode = self._process.exitcode
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self.poll() is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None):
+        """Like Popen's: after a ``TimeoutExpired`` it may be called again (the readers go on)."""
+        if self._readers is None:
+            self._readers = [threading.Thread(target=self._read, args=(name, stream), daemon=True)
+                             for name, stream in (("out", self.stdout), ("err", self.stderr)) if stream is not None]
+            for reader in self._readers:
+                reader.start()
+        self.wait(timeout)
+        for reader in self._readers:
+            reader.join()
+        return self._output.get("out"), self._output.get("err")
+
+    def _read(self, name: str, stream) -> None:
+        with stream:
+            self._output[name] = stream.read()
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def enabled() -> bool:
+    """Forking is on unless ``AGENTKIT_TESTS_REAL_PROCESSES=1`` (to run every command as a
+    real process, e.g. when a forked run is suspected of behaving differently)."""
+    return os.environ.get("AGENTKIT_TESTS_REAL_PROCESSES", "") not in ("1", "true", "yes")
+
+
+def popen(cmd: list[str], **kwargs):
+    """``subprocess.Popen(cmd, **kwargs)``, forked from the preloading process when ``cmd`` is
+    ``python -m <module>`` and forking is :func:`enabled`."""
+    if enabled() and module_of(cmd) is not None:
+        return ForkedPopen(cmd, **kwargs)
+    return subprocess.Popen(cmd, **kwargs)
+
+
+def run(cmd: list[str], *, timeout: float | None = None, capture_output: bool = False, text: bool = False,
+        **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` for :func:`popen` (``capture_output``, ``text``, ``timeout``; a run over
+    ``timeout`` is killed with everything it started and ``TimeoutExpired`` raised)."""
+    if capture_output:
+        kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kwargs.setdefault("start_new_session", True)
+    proc = popen(cmd, text=text, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
