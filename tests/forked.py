@@ -79,21 +79,42 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
+def _fresh_interpreter_state() -> None:
+    """For a child forked from a process that has run code (a robot run): drop what that
+    process set up and a new interpreter would not have (exit handlers, logging handlers,
+    signal handlers)."""
+    import logging
+
+    atexit._clear()
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int, int],
-           base_path: list[str]) -> None:
+           base_path: list[str], inherited: bool) -> None:
     import runpy
 
+    if inherited:
+        _fresh_interpreter_state()
     os.setsid()
-    _die_with_parent()  # the forkserver ends with the test process; so does this child
+    _die_with_parent()  # the process that forked this one ends with the test; so does this child
     for target, fd in enumerate(fds):
+        fd = fd.fd if isinstance(fd, _Fd) else fd   # _Fd: not pickled (fork context), inherited as is
         os.dup2(fd, target)
-        os.close(fd)
+        if fd > 2 and fd not in [f.fd if isinstance(f, _Fd) else f for f in fds[target + 1:]]:
+            os.close(fd)
+    multiprocessing.current_process().daemon = False   # it may start processes of its own
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
     # sys.path as ``python -m`` builds it: the working folder, PYTHONPATH, the interpreter's own.
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [cwd, *extra, *base_path]
+    _base_path[:] = base_path   # for what this child forks in turn
     unbuffered = bool(env.get("PYTHONUNBUFFERED"))
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=unbuffered,
@@ -101,6 +122,8 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, write_through=True)
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
     sys.argv = [module, *args]
+    if module == "robot":
+        _fork_embedded_backends(cwd)
     code = 0
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -127,6 +150,18 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
     os._exit(code)
 
 
+def _fork_embedded_backends(cwd: str) -> None:
+    """In a forked robot run: the kit's embedded backend forks from this process too (its
+    imports are preloaded here), instead of a fresh ``python -m reference_backend``."""
+    libraries = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "libraries")
+    sys.path.insert(0, libraries)
+    try:
+        from agentkit.transports.process import BackendProcess
+    finally:
+        sys.path.remove(libraries)
+    BackendProcess.popen = staticmethod(lambda cmd, **kwargs: ForkedPopen(cmd, context="fork", **kwargs))
+
+
 def module_of(cmd: list[str]) -> str | None:
     """``[python, "-m", "robot", ...]`` -> ``"robot"``; ``None`` for any other command."""
     if len(cmd) >= 3 and cmd[0] == sys.executable and cmd[1] == "-m":
@@ -141,7 +176,7 @@ class ForkedPopen:
     ``start_new_session=True``)."""
 
     def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
-                 text: bool = False, **_ignored) -> None:
+                 text: bool = False, context: str = "forkserver", **_ignored) -> None:
         module = module_of(cmd)
         if module is None:
             raise ValueError(f"only 'python -m <module>' commands can be forked, not {cmd!r}")
@@ -182,10 +217,10 @@ class ForkedPopen:
         child_in = in_fd[0] if isinstance(in_fd, tuple) else in_fd
         env = dict(os.environ if env is None else env)
         cwd = str(cwd or os.getcwd())
-        ctx = _ctx()
+        ctx = _ctx() if context == "forkserver" else multiprocessing.get_context(context)
         self._process = ctx.Process(target=_child, daemon=True,
                                        args=(module, cmd[3:], cwd, env, (_Fd(child_in), _Fd(child_out), _Fd(child_err)),
-                                             _base_path))
+                                             _base_path, context != "forkserver"))
         self._process.start()
         self.pid = self._process.pid
         for fd in ours:

@@ -21,7 +21,7 @@ from .servers import LANGGRAPH_DIR, LangGraphServer, PydanticAIServer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "suites"))
 from suite_runs import RobotRun, clean_env, report, run_robot  # noqa: E402
 
-pytestmark = pytest.mark.interop("langgraph", "pydantic_ai")
+pytestmark = [pytest.mark.interop("langgraph", "pydantic_ai"), pytest.mark.slow]
 
 # Tests that must run and pass on both servers: chat, auth refusal, event flow, isolation, concurrency.
 MUST_PASS = (

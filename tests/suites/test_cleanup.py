@@ -21,6 +21,8 @@ import pytest
 
 from suite_runs import LiveRobot, clean_env, report
 
+pytestmark = pytest.mark.slow
+
 MARK = "SUITES_CLEANUP_MARK"
 BLOCKING_TEST = "Connection Is Established With A Welcome Frame"  # waits 10s for a welcome that never comes
 

@@ -25,6 +25,8 @@ import pytest
 
 from suite_runs import STAGING_TESTS, RobotRun, clean_env, report, run_robot
 
+pytestmark = pytest.mark.slow
+
 WIRES = ("default", "netra", "ag-ui")
 RUN_TIMEOUT = "3s"
 SLACK = 2.5  # seconds a failed test may take beyond the budget it waits on (startup, teardown)

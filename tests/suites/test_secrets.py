@@ -29,6 +29,8 @@ from suite_runs import ROOT, OwnBackend, RobotRun, clean_env, report, run_robot
 sys.path.insert(0, str(ROOT / "tools"))
 import secrets_scan  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 JWT_SECRET = "known-jwt-secret-" + secrets.token_urlsafe(32)
 SIMULATION_KEY = "known-sim-key-" + secrets.token_urlsafe(24)
 KNOWN = [JWT_SECRET, SIMULATION_KEY]

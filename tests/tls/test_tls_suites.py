@@ -21,6 +21,8 @@ import pytest
 
 from tls_support import OWN_SUITES, RAW_HTTP_ERRORS, TRUST_SETTINGS, not_passed, run_robot, staging_env, trusted
 
+pytestmark = pytest.mark.slow
+
 # What the staging profile with the default dialect cannot do: these skips are the suites'
 # own (Target Should Support), not a TLS problem.
 EXPECTED_SKIPS = re.compile(r"dialect 'default' has no thread another connection could join"

@@ -18,6 +18,8 @@ from agentkit.transports.fanout import run_sessions
 from agentkit.wire.tls import TLSConfig
 from tls_support import AMBIENT_TRUST, JWT_SECRET, RAW_HTTP_ERRORS, ROOT, TRUST_SETTINGS, clean_env, trusted
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def _no_ambient_trust(monkeypatch):
