@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing import reduction
 
 # Third-party modules the kit and the reference backend import (not the kit's own
@@ -103,10 +104,10 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
     os.setsid()
     _die_with_parent()  # the process that forked this one ends with the test; so does this child
     for target, fd in enumerate(fds):
-        fd = fd.fd if isinstance(fd, _Fd) else fd   # _Fd: not pickled (fork context), inherited as is
-        os.dup2(fd, target)
-        if fd > 2 and fd not in [f.fd if isinstance(f, _Fd) else f for f in fds[target + 1:]]:
-            os.close(fd)
+        if fd != target:
+            os.dup2(fd, target)
+    for fd in set(fds) - {0, 1, 2}:
+        os.close(fd)
     multiprocessing.current_process().daemon = False   # it may start processes of its own
     os.chdir(cwd)
     os.environ.clear()
@@ -159,7 +160,7 @@ def _fork_embedded_backends(cwd: str) -> None:
         from agentkit.transports.process import BackendProcess
     finally:
         sys.path.remove(libraries)
-    BackendProcess.popen = staticmethod(lambda cmd, **kwargs: ForkedPopen(cmd, context="fork", **kwargs))
+    BackendProcess.popen = staticmethod(InRunFork)
 
 
 def module_of(cmd: list[str]) -> str | None:
@@ -169,77 +170,71 @@ def module_of(cmd: list[str]) -> str | None:
     return None
 
 
-class ForkedPopen:
-    """``python -m <module> ...`` in a child of the preloading forkserver, with Popen's interface
-    (``pid``, ``stdout``/``stderr``, ``poll``, ``wait``, ``communicate``, ``send_signal``,
-    ``terminate``, ``kill``, ``returncode``). The child leads its own session (as with
-    ``start_new_session=True``)."""
+class _Plumbing:
+    """Popen's ``stdin``/``stdout``/``stderr`` arguments as the child's three descriptors and
+    the parent's ends (``PIPE``, ``DEVNULL``, ``STDOUT``, a file object or descriptor, ``None``)."""
 
-    def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
-                 text: bool = False, context: str = "forkserver", **_ignored) -> None:
-        module = module_of(cmd)
-        if module is None:
+    def __init__(self, stdin, stdout, stderr) -> None:
+        self.to_close: list[int] = []   # the parent's copies of the child's ends
+        self.pipes: dict[str, int] = {}  # "out"/"err" -> read end kept by the parent
+        child_in = self._end("in", subprocess.DEVNULL if stdin is None else stdin, 0)
+        child_out = self._end("out", stdout, 1)
+        child_err = child_out if stderr == subprocess.STDOUT else self._end("err", stderr, 2)
+        self.child = (child_in, child_out, child_err)
+
+    def _end(self, name: str, spec, default: int) -> int:
+        if spec is None:
+            return default
+        if spec == subprocess.PIPE:
+            if name == "in":
+                raise ValueError("stdin=PIPE is not supported here")
+            r, w = os.pipe()
+            self.pipes[name] = r
+            self.to_close.append(w)
+            return w
+        if spec == subprocess.DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR)
+            self.to_close.append(fd)
+            return fd
+        return spec.fileno() if hasattr(spec, "fileno") else spec
+
+    def parent_streams(self, text: bool):
+        for fd in self.to_close:
+            os.close(fd)
+        kwargs = {"mode": "r", "encoding": "utf-8", "errors": "replace"} if text else {"mode": "rb"}
+        return tuple(open(self.pipes[n], **kwargs) if n in self.pipes else None  # noqa: SIM115 - closed by readers
+                     for n in ("out", "err"))
+
+
+class _ChildProcess:
+    """What :class:`subprocess.Popen` offers that the tests and ``BackendProcess`` use:
+    ``pid``, ``args``, ``stdout``/``stderr``, ``returncode``, ``poll``, ``wait``,
+    ``communicate``, ``send_signal``, ``terminate``, ``kill``."""
+
+    pid: int
+
+    def __init__(self, cmd: list[str]) -> None:
+        if module_of(cmd) is None:
             raise ValueError(f"only 'python -m <module>' commands can be forked, not {cmd!r}")
         self.args = cmd
         self.returncode: int | None = None
         self.stdout = self.stderr = None
         self._readers: list[threading.Thread] | None = None
         self._output: dict[str, object] = {}
-        ours: list[int] = []   # parent-side descriptors to close once the child has its copies
 
-        def target(spec, read_side: bool):
-            if spec == subprocess.PIPE:
-                r, w = os.pipe()
-                ours.append(w if read_side else r)
-                return (r, w)
-            if spec is None:
-                return None
-            if spec == subprocess.DEVNULL:
-                fd = os.open(os.devnull, os.O_RDWR)
-                ours.append(fd)
-                return fd
-            return spec.fileno() if hasattr(spec, "fileno") else spec
-
-        in_fd = target(subprocess.DEVNULL if stdin is None else stdin, read_side=False)
-        out = target(stdout, read_side=True)
-        if stderr == subprocess.STDOUT:
-            err = "stdout"
-        else:
-            err = target(stderr, read_side=True)
-
-        def child_end(t, default: int) -> int:
-            if t is None:
-                return default
-            return t[1] if isinstance(t, tuple) else t
-
-        child_out = child_end(out, 1)
-        child_err = child_out if err == "stdout" else child_end(err, 2)
-        child_in = in_fd[0] if isinstance(in_fd, tuple) else in_fd
-        env = dict(os.environ if env is None else env)
-        cwd = str(cwd or os.getcwd())
-        ctx = _ctx() if context == "forkserver" else multiprocessing.get_context(context)
-        self._process = ctx.Process(target=_child, daemon=True,
-                                       args=(module, cmd[3:], cwd, env, (_Fd(child_in), _Fd(child_out), _Fd(child_err)),
-                                             _base_path, context != "forkserver"))
-        self._process.start()
-        self.pid = self._process.pid
-        for fd in ours:
-            os.close(fd)
-        mode = "r" if text else "rb"
-        kwargs = {"encoding": "utf-8", "errors": "replace"} if text else {}
-        if isinstance(out, tuple):
-            self.stdout = open(out[0], mode, **kwargs)  # noqa: SIM115 - closed by its reader
-        if isinstance(err, tuple):
-            self.stderr = open(err[0], mode, **kwargs)  # noqa: SIM115
+    def _exitcode(self, timeout: float | None) -> int | None:
+        """The exit code once the child has ended, waiting up to ``timeout`` (``None``: no limit)."""
+        raise NotImplementedError
 
     def poll(self) -> int | None:
-        if self.returncode is None and self._process.exitcode is not None:
-            self.returncode = self._process.exitcode
+        if self.returncode is None:
+            self.returncode = self._exitcode(0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        if self.poll() is None:
+        if self.returncode is None:
+            self.returncode = self._exitcode(timeout)
+        if self.returncode is None:
             raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode
 
@@ -271,6 +266,75 @@ class ForkedPopen:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+class ForkedPopen(_ChildProcess):
+    """``python -m <module> ...`` in a child of the preloading forkserver. The child leads its
+    own session (as with ``start_new_session=True``)."""
+
+    def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
+                 text: bool = False, **_ignored) -> None:
+        super().__init__(cmd)
+        plumbing = _Plumbing(stdin, stdout, stderr)
+        ctx = _ctx()
+        env = dict(os.environ if env is None else env)
+        self._process = ctx.Process(target=_child, daemon=True,
+                                    args=(module_of(cmd), cmd[3:], str(cwd or os.getcwd()), env,
+                                          tuple(_Fd(fd) for fd in plumbing.child), _base_path, False))
+        self._process.start()
+        self.pid = self._process.pid
+        self.stdout, self.stderr = plumbing.parent_streams(text)
+
+    def _exitcode(self, timeout: float | None) -> int | None:
+        self._process.join(timeout)
+        return self._process.exitcode
+
+
+class InRunFork(_ChildProcess):
+    """``python -m <module> ...`` in a plain ``os.fork()`` of this process, with no descriptor
+    but its three standard ones (as ``close_fds`` gives) and a fresh interpreter's exit,
+    logging and signal handlers. A forked robot run starts its embedded backend this way."""
+
+    def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
+                 text: bool = False, **_ignored) -> None:
+        super().__init__(cmd)
+        plumbing = _Plumbing(stdin, stdout, stderr)
+        env = dict(os.environ if env is None else env)
+        cwd = str(cwd or os.getcwd())
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                for target, fd in enumerate(plumbing.child):
+                    os.dup2(fd, target)
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                _child(module_of(cmd), cmd[3:], cwd, env, (0, 1, 2), list(_base_path), True)
+            finally:
+                os._exit(70)
+        self.pid = pid
+        self.stdout, self.stderr = plumbing.parent_streams(text)
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def _exitcode(self, timeout: float | None) -> int | None:
+        import select
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                if self._pidfd is not None:
+                    os.close(self._pidfd)
+                    self._pidfd = None
+                return os.waitstatus_to_exitcode(status)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            if self._pidfd is not None:
+                select.select([self._pidfd], [], [], left)   # readable when the child ends
+            else:
+                time.sleep(0.01 if left is None else min(0.01, left))
 
 
 def enabled() -> bool:

@@ -1,0 +1,103 @@
+"""tests/forked.py: a forked command behaves like the real process it stands for, and a
+forked robot run reaches the same verdicts as a real one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from robot.api import ExecutionResult, ResultVisitor
+
+import forked
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = '''
+import json, os, sys
+code = int(os.environ.get("PROBE_EXIT", "0"))
+print(json.dumps({"cwd": os.getcwd(), "argv": sys.argv, "env": os.environ.get("PROBE_VALUE"),
+                  "pytest": "PYTEST_CURRENT_TEST" in os.environ, "session_leader": os.getsid(0) == os.getpid(),
+                  "path0": sys.path[0], "tests_on_path": any(p.rstrip("/").endswith("/tests") for p in sys.path),
+                  "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))}))
+sys.stdout.flush()
+if os.environ.get("PROBE_HANG"):
+    import time; time.sleep(60)
+sys.exit(code)
+'''
+
+
+@pytest.fixture
+def probe(tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
+    return tmp_path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}, **extra}
+
+
+@pytest.mark.parametrize("kind", [forked.ForkedPopen, forked.InRunFork], ids=["forkserver", "in-run"])
+def test_a_forked_command_starts_as_python_m_would(probe, kind):
+    proc = kind([sys.executable, "-m", "probe", "a", "b"], cwd=probe, env=_env(PROBE_VALUE="x", PROBE_EXIT="3"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    seen = json.loads(out)
+    assert seen["cwd"] == str(probe) and seen["path0"] == str(probe)
+    assert seen["argv"] == [str(probe / "probe.py"), "a", "b"]
+    assert seen["env"] == "x" and not seen["pytest"], "the environment is the one given, nothing else"
+    assert seen["session_leader"], "as with start_new_session=True"
+    assert not seen["tests_on_path"], "pytest's sys.path must not reach the command"
+    if kind is forked.InRunFork:
+        assert seen["fds"][:3] == [0, 1, 2] and len(seen["fds"]) <= 4, f"descriptors leaked in: {seen['fds']}"
+
+
+@pytest.mark.parametrize("kind", [forked.ForkedPopen, forked.InRunFork], ids=["forkserver", "in-run"])
+def test_wait_times_out_and_a_signal_ends_the_command(probe, kind):
+    proc = kind([sys.executable, "-m", "probe"], cwd=probe, env=_env(PROBE_HANG="1"), stdout=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["session_leader"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(0.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+    proc.stdout.close()
+
+
+def test_a_forked_robot_run_judges_like_a_real_one(tmp_path, monkeypatch):
+    """The same run (a fault that fails one rule, a test that passes, one that skips) both ways:
+    the same tests, statuses and rules named, and the embedded backend logged the same kind of lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("E2E_", "REFERENCE_BACKEND_", "ROBOT_"))}
+    env["E2E_REFERENCE_FAULTS"] = "reorder"
+    selection = ["--test", "Every Tool Call Completes", "--test", "Expired Token Is Refused",
+                 "--test", "A Thread Belongs To Its User"]
+    verdicts = {}
+    for way in ("forked", "real"):
+        monkeypatch.setenv("AGENTKIT_TESTS_REAL_PROCESSES", "1" if way == "real" else "0")
+        out = tmp_path / way
+        run = forked.run([sys.executable, "-m", "robot", "--outputdir", str(out), "--console", "none", *selection,
+                          str(ROOT / "suites" / "staging")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+        found = _Verdicts()
+        ExecutionResult(str(out / "output.xml")).visit(found)
+        backend_log = (out / "reference-backend.log").read_text(encoding="utf-8")
+        verdicts[way] = (run.returncode, found.tests, "listening on" in backend_log, "faults=reorder" in backend_log)
+    assert verdicts["forked"] == verdicts["real"]
+    rc, tests, *_ = verdicts["real"]
+    assert rc == 1 and tests["Every Tool Call Completes"] == ("FAIL", "Rule 3")
+
+
+class _Verdicts(ResultVisitor):
+    """Each test's status and the first rule its message names."""
+
+    def __init__(self) -> None:
+        self.tests: dict[str, tuple[str, str | None]] = {}
+
+    def visit_test(self, test) -> None:
+        rule = re.search(r"Rule \d+", test.message)
+        self.tests[test.name] = (test.status, rule.group(0) if rule else None)
