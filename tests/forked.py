@@ -15,7 +15,7 @@ signal and clean-up tests, pabot and the backend's own process tests start real 
 from __future__ import annotations
 
 import atexit
-import io
+import contextlib
 import json
 import multiprocessing
 import os
@@ -97,17 +97,22 @@ def _fresh_interpreter_state() -> None:
 
 def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int, int],
            base_path: list[str], inherited: bool) -> None:
+    import fcntl
     import runpy
 
     if inherited:
         _fresh_interpreter_state()
     os.setsid()
+    parent = os.getppid()
     _die_with_parent()  # the process that forked this one ends with the test; so does this child
-    for target, fd in enumerate(fds):
-        if fd != target:
-            os.dup2(fd, target)
-    for fd in set(fds) - {0, 1, 2}:
-        os.close(fd)
+    if os.getppid() != parent:  # it ended before the line above took effect
+        os._exit(1)
+    # The three standard descriptors, and no other (as close_fds gives): an inherited copy of
+    # the forkserver's pipes would keep it, and so this child, alive after the test process died.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     multiprocessing.current_process().daemon = False   # it may start processes of its own
     os.chdir(cwd)
     os.environ.clear()
@@ -116,16 +121,12 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [cwd, *extra, *base_path]
     _base_path[:] = base_path   # for what this child forks in turn
-    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
-    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=unbuffered,
-                                  write_through=unbuffered)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, write_through=True)
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    _standard_streams(env)
     sys.argv = [module, *args]
     if module == "robot":
         _fork_embedded_backends(cwd)
     code = 0
+    interrupted = False
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exc:
@@ -134,6 +135,11 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
         else:
             print(exc.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt:
+        import traceback
+
+        traceback.print_exc()
+        interrupted = True
     except BaseException:  # noqa: BLE001 - reported as python would, then exit 1
         import traceback
 
@@ -148,7 +154,29 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
             stream.flush()
         except (OSError, ValueError):
             pass
+    if interrupted:  # python ends by SIGINT after an uncaught KeyboardInterrupt (exit code -2)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     os._exit(code)
+
+
+def _standard_streams(env: dict[str, str]) -> None:
+    """sys.stdin/stdout/stderr on descriptors 0-2 as a new interpreter builds them: buffered,
+    the encoding from PYTHONIOENCODING or the locale's, stderr with backslashreplace, stdout
+    and stderr written through with PYTHONUNBUFFERED."""
+    import locale
+
+    encoding, _, errors = env.get("PYTHONIOENCODING", "").partition(":")
+    encoding = encoding or locale.getpreferredencoding(False)
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    sys.stdin = open(0, "r", encoding=encoding, errors=errors or "strict", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding=encoding, errors=errors or "strict", closefd=False,  # noqa: SIM115
+                      buffering=1 if unbuffered else -1)
+    sys.stderr = open(2, "w", encoding=encoding, errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
+    if unbuffered:
+        sys.stdout.reconfigure(write_through=True)
+        sys.stderr.reconfigure(write_through=True)
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
 
 
 def _fork_embedded_backends(cwd: str) -> None:
@@ -160,7 +188,13 @@ def _fork_embedded_backends(cwd: str) -> None:
         from agentkit.transports.process import BackendProcess
     finally:
         sys.path.remove(libraries)
-    BackendProcess.popen = staticmethod(InRunFork)
+    def popen(cmd, **kwargs):
+        # A fork while another thread runs could copy a lock it holds: a real process then.
+        if threading.active_count() > 1:
+            return subprocess.Popen(cmd, **kwargs)
+        return InRunFork(cmd, **kwargs)
+
+    BackendProcess.popen = staticmethod(popen)
 
 
 def module_of(cmd: list[str]) -> str | None:
@@ -199,11 +233,18 @@ class _Plumbing:
         return spec.fileno() if hasattr(spec, "fileno") else spec
 
     def parent_streams(self, text: bool):
+        """Close the parent's copies of the child's ends; the parent's ends as file objects
+        (text: the locale's encoding, strict, as ``Popen(text=True)``)."""
         for fd in self.to_close:
             os.close(fd)
-        kwargs = {"mode": "r", "encoding": "utf-8", "errors": "replace"} if text else {"mode": "rb"}
+        kwargs = {"mode": "r"} if text else {"mode": "rb"}
         return tuple(open(self.pipes[n], **kwargs) if n in self.pipes else None  # noqa: SIM115 - closed by readers
                      for n in ("out", "err"))
+
+    def abandon(self) -> None:
+        """The child was never started: close every descriptor made for it."""
+        for fd in [*self.to_close, *self.pipes.values()]:
+            os.close(fd)
 
 
 class _ChildProcess:
@@ -212,34 +253,54 @@ class _ChildProcess:
     ``communicate``, ``send_signal``, ``terminate``, ``kill``."""
 
     pid: int
+    # Options whose effect the child has anyway: its own session, only descriptors 0-2, and
+    # death with its parent (the one preexec_fn the kit passes).
+    _ALWAYS = ("start_new_session", "close_fds", "preexec_fn")
 
-    def __init__(self, cmd: list[str]) -> None:
+    def __init__(self, cmd: list[str], options: dict) -> None:
         if module_of(cmd) is None:
             raise ValueError(f"only 'python -m <module>' commands can be forked, not {cmd!r}")
+        unknown = [k for k, v in options.items() if k not in self._ALWAYS or v is False]
+        if unknown:
+            raise TypeError(f"forked commands do not support {unknown}; start a real process for them")
         self.args = cmd
         self.returncode: int | None = None
         self.stdout = self.stderr = None
         self._readers: list[threading.Thread] | None = None
         self._output: dict[str, object] = {}
+        self._wait_lock = threading.Lock()   # one thread reaps; the others read returncode
 
     def _exitcode(self, timeout: float | None) -> int | None:
         """The exit code once the child has ended, waiting up to ``timeout`` (``None``: no limit)."""
         raise NotImplementedError
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self._exitcode(0)
-        return self.returncode
+        return self._reap(0)
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self._exitcode(timeout)
-        if self.returncode is None:
+        code = self._reap(timeout)
+        if code is None:
             raise subprocess.TimeoutExpired(self.args, timeout)
+        return code
+
+    def _reap(self, timeout: float | None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._wait_lock.acquire(timeout=-1 if left is None else left):
+                try:
+                    if self.returncode is None:
+                        self.returncode = self._exitcode(left)
+                finally:
+                    self._wait_lock.release()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         return self.returncode
 
     def communicate(self, timeout: float | None = None):
-        """Like Popen's: after a ``TimeoutExpired`` it may be called again (the readers go on)."""
+        """Like Popen's: ``TimeoutExpired`` when the child or its output is not done within
+        ``timeout``; it may then be called again (the readers go on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._readers is None:
             self._readers = [threading.Thread(target=self._read, args=(name, stream), daemon=True)
                              for name, stream in (("out", self.stdout), ("err", self.stderr)) if stream is not None]
@@ -247,7 +308,9 @@ class _ChildProcess:
                 reader.start()
         self.wait(timeout)
         for reader in self._readers:
-            reader.join()
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():  # a grandchild still holds the pipe open
+                raise subprocess.TimeoutExpired(self.args, timeout)
         return self._output.get("out"), self._output.get("err")
 
     def _read(self, name: str, stream) -> None:
@@ -273,21 +336,54 @@ class ForkedPopen(_ChildProcess):
     own session (as with ``start_new_session=True``)."""
 
     def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
-                 text: bool = False, **_ignored) -> None:
-        super().__init__(cmd)
+                 text: bool = False, **options) -> None:
+        super().__init__(cmd, options)
         plumbing = _Plumbing(stdin, stdout, stderr)
-        ctx = _ctx()
         env = dict(os.environ if env is None else env)
-        self._process = ctx.Process(target=_child, daemon=True,
-                                    args=(module_of(cmd), cmd[3:], str(cwd or os.getcwd()), env,
-                                          tuple(_Fd(fd) for fd in plumbing.child), _base_path, False))
-        self._process.start()
+        try:
+            self._process = _ctx().Process(target=_child, daemon=True,
+                                           args=(module_of(cmd), cmd[3:], str(cwd or os.getcwd()), env,
+                                                 tuple(_Fd(fd) for fd in plumbing.child), _base_path, False))
+            self._process.start()
+        except BaseException:
+            plumbing.abandon()
+            raise
+        # Reaped by this object only: multiprocessing polls every child it knows of from any
+        # thread that starts a process, and two readers of one child's status get 255.
+        multiprocessing.process._children.discard(self._process)
         self.pid = self._process.pid
+        _started.add(self)
         self.stdout, self.stderr = plumbing.parent_streams(text)
 
     def _exitcode(self, timeout: float | None) -> int | None:
-        self._process.join(timeout)
-        return self._process.exitcode
+        from multiprocessing.connection import wait
+
+        if wait([self._process.sentinel], timeout):
+            code = self._process._popen.poll()
+            if code is not None:
+                _started.discard(self)
+            return code
+        return None
+
+
+_started: set[ForkedPopen] = set()
+
+
+@atexit.register
+def _stop_started() -> None:
+    """At the test process's exit, whatever forked command still runs: SIGTERM to its process
+    group, up to 5 s together, then SIGKILL (as a killed parent's children get by PDEATHSIG)."""
+    left = [p for p in list(_started) if p.poll() is None]
+    for proc in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for proc in left:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class InRunFork(_ChildProcess):
@@ -296,12 +392,16 @@ class InRunFork(_ChildProcess):
     logging and signal handlers. A forked robot run starts its embedded backend this way."""
 
     def __init__(self, cmd: list[str], cwd=None, env=None, stdin=None, stdout=None, stderr=None,
-                 text: bool = False, **_ignored) -> None:
-        super().__init__(cmd)
+                 text: bool = False, **options) -> None:
+        super().__init__(cmd, options)
         plumbing = _Plumbing(stdin, stdout, stderr)
         env = dict(os.environ if env is None else env)
         cwd = str(cwd or os.getcwd())
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:
+            plumbing.abandon()
+            raise
         if pid == 0:  # the child: never returns
             try:
                 for target, fd in enumerate(plumbing.child):
@@ -362,7 +462,14 @@ def run(cmd: list[str], *, timeout: float | None = None, capture_output: bool = 
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
         proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def kill_group(proc) -> None:
+    """SIGKILL to the process group a command leads; nothing if it is gone already (a forked
+    child is reaped by the forkserver at once, so its group can vanish before this)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -53,8 +53,9 @@ def test_a_forked_command_starts_as_python_m_would(probe, kind):
     assert seen["env"] == "x" and not seen["pytest"], "the environment is the one given, nothing else"
     assert seen["session_leader"], "as with start_new_session=True"
     assert not seen["tests_on_path"], "pytest's sys.path must not reach the command"
-    if kind is forked.InRunFork:
-        assert seen["fds"][:3] == [0, 1, 2] and len(seen["fds"]) <= 4, f"descriptors leaked in: {seen['fds']}"
+    # 0-2 and the one listing /proc/self/fd: nothing inherited (a forkserver pipe kept open
+    # would keep the forkserver, and so the child, alive after the test process died)
+    assert seen["fds"][:3] == [0, 1, 2] and len(seen["fds"]) <= 4, f"descriptors leaked in: {seen['fds']}"
 
 
 @pytest.mark.parametrize("kind", [forked.ForkedPopen, forked.InRunFork], ids=["forkserver", "in-run"])
@@ -67,6 +68,43 @@ def test_wait_times_out_and_a_signal_ends_the_command(probe, kind):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(30) == -signal.SIGKILL
     proc.stdout.close()
+
+
+def test_exit_codes_are_right_when_threads_start_and_wait_at_once(probe):
+    """Each thread reaps its own child: multiprocessing's own polling from another thread's
+    start would report 255 for some of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(code: int) -> int:
+        proc = forked.ForkedPopen([sys.executable, "-m", "probe"], cwd=probe, env=_env(PROBE_EXIT=str(code)),
+                                  stdout=subprocess.DEVNULL)
+        return proc.wait(60)
+
+    codes = [3, 4] * 12
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(one, codes)) == codes
+
+
+def test_a_forked_command_ends_when_the_test_process_is_killed(probe):
+    script = (f"import sys, time; sys.path.insert(0, {str(ROOT / 'tests')!r}); import forked, subprocess\n"
+              "p = forked.ForkedPopen([sys.executable, '-m', 'probe'], cwd=sys.argv[1], stdout=subprocess.PIPE,\n"
+              "                       env=dict(__import__('os').environ, PROBE_HANG='1'))\n"
+              "p.stdout.readline(); print(p.pid, flush=True); time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(probe)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()   # no exit handler runs
+        parent.wait(10)
+        assert forked_wait_gone(child, 20), f"forked child {child} outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def forked_wait_gone(pid: int, timeout: float) -> bool:
+    from agentkit.transports.process import pid_alive, wait_until
+
+    return wait_until(lambda: not pid_alive(pid), timeout)
 
 
 def test_a_forked_robot_run_judges_like_a_real_one(tmp_path, monkeypatch):

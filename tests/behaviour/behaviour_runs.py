@@ -172,10 +172,7 @@ def finish_robot(proc: subprocess.Popen, outdir: Path, started: float, timeout: 
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGKILL)
+        forked.kill_group(proc)
         out, err = proc.communicate()
         raise AssertionError(f"robot did not finish within {timeout:g}s:\n{out[-3000:]}\n{err[-2000:]}") from None
     wall = time.monotonic() - started

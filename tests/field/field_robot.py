@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -296,7 +295,7 @@ def run(tmp: Path) -> FieldRun:
         try:
             out, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            forked.kill_group(proc)
             out, err = proc.communicate()
             raise AssertionError(f"robot did not finish within 120s:\n{out[-3000:]}\n{err[-2000:]}") from None
         wall = time.monotonic() - started

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -92,7 +91,7 @@ def finish(run: Run, proc: subprocess.Popen, meta: dict, timeout: float = 180.0)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        forked.kill_group(proc)
         out, _ = proc.communicate()
         raise AssertionError(f"{run.name}: did not finish within {timeout:g}s: {' '.join(run.cmd)}\n{out[-3000:]}")
     run.rc, run.stdout, run.wall = proc.returncode, out, time.monotonic() - meta["started"]

@@ -154,13 +154,13 @@ def run_command(cmd: list[str], outdir: Path, env: dict[str, str], timeout: floa
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        forked.kill_group(proc)
         out, err = proc.communicate()
         raise AssertionError(f"robot did not finish within {timeout:g}s (a hang, not a failure by budget): "
                              f"{' '.join(cmd)}\n--- console tail ---\n{out[-3000:]}\n{err[-2000:]}") from None
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            forked.kill_group(proc)
             proc.wait(5)
     return read_results(RobotRun(cmd, proc.returncode, time.monotonic() - started, out, err, outdir))
 
