@@ -96,7 +96,7 @@ def _fresh_interpreter_state() -> None:
 
 
 def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tuple[int, int, int],
-           base_path: list[str], inherited: bool) -> None:
+           base_path: list[str], inherited: bool, started: int) -> None:
     import fcntl
     import runpy
 
@@ -107,6 +107,7 @@ def _child(module: str, args: list[str], cwd: str, env: dict[str, str], fds: tup
     _die_with_parent()  # the process that forked this one ends with the test; so does this child
     if os.getppid() != parent:  # it ended before the line above took effect
         os._exit(1)
+    os.write(started, b"1")  # the starter returns now: a signal to this process group reaches it
     # The three standard descriptors, and no other (as close_fds gives): an inherited copy of
     # the forkserver's pipes would keep it, and so this child, alive after the test process died.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
@@ -215,6 +216,9 @@ class _Plumbing:
         child_out = self._end("out", stdout, 1)
         child_err = child_out if stderr == subprocess.STDOUT else self._end("err", stderr, 2)
         self.child = (child_in, child_out, child_err)
+        # The child writes a byte here once it leads its own session (Popen with
+        # start_new_session returns only then too).
+        self.started_r, self.started_w = os.pipe()
 
     def _end(self, name: str, spec, default: int) -> int:
         if spec is None:
@@ -233,8 +237,17 @@ class _Plumbing:
         return spec.fileno() if hasattr(spec, "fileno") else spec
 
     def parent_streams(self, text: bool):
-        """Close the parent's copies of the child's ends; the parent's ends as file objects
-        (text: the locale's encoding, strict, as ``Popen(text=True)``)."""
+        """Wait until the child leads its session; close the parent's copies of the child's
+        ends; the parent's ends as file objects (text: the locale's encoding, strict, as
+        ``Popen(text=True)``)."""
+        import select
+
+        os.close(self.started_w)
+        try:
+            if select.select([self.started_r], [], [], 60)[0]:
+                os.read(self.started_r, 1)  # b"" if the child died first: nothing to wait for then
+        finally:
+            os.close(self.started_r)
         for fd in self.to_close:
             os.close(fd)
         kwargs = {"mode": "r"} if text else {"mode": "rb"}
@@ -243,7 +256,7 @@ class _Plumbing:
 
     def abandon(self) -> None:
         """The child was never started: close every descriptor made for it."""
-        for fd in [*self.to_close, *self.pipes.values()]:
+        for fd in [*self.to_close, *self.pipes.values(), self.started_r, self.started_w]:
             os.close(fd)
 
 
@@ -343,7 +356,8 @@ class ForkedPopen(_ChildProcess):
         try:
             self._process = _ctx().Process(target=_child, daemon=True,
                                            args=(module_of(cmd), cmd[3:], str(cwd or os.getcwd()), env,
-                                                 tuple(_Fd(fd) for fd in plumbing.child), _base_path, False))
+                                                 tuple(_Fd(fd) for fd in plumbing.child), _base_path, False,
+                                                 _Fd(plumbing.started_w)))
             self._process.start()
         except BaseException:
             plumbing.abandon()
@@ -404,10 +418,8 @@ class InRunFork(_ChildProcess):
             raise
         if pid == 0:  # the child: never returns
             try:
-                for target, fd in enumerate(plumbing.child):
-                    os.dup2(fd, target)
-                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-                _child(module_of(cmd), cmd[3:], cwd, env, (0, 1, 2), list(_base_path), True)
+                _child(module_of(cmd), cmd[3:], cwd, env, plumbing.child, list(_base_path), True,
+                       plumbing.started_w)
             finally:
                 os._exit(70)
         self.pid = pid

@@ -70,6 +70,15 @@ def test_wait_times_out_and_a_signal_ends_the_command(probe, kind):
     proc.stdout.close()
 
 
+@pytest.mark.parametrize("kind", [forked.ForkedPopen, forked.InRunFork], ids=["forkserver", "in-run"])
+def test_the_process_group_is_there_as_soon_as_the_start_returns(probe, kind):
+    """As Popen(start_new_session=True): a SIGTERM to the group right after the start ends it
+    (before, one that came too early was lost and a stop waited its full 10 s)."""
+    proc = kind([sys.executable, "-m", "probe"], cwd=probe, env=_env(PROBE_HANG="1"), stdout=subprocess.DEVNULL)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(30) == -signal.SIGTERM
+
+
 def test_exit_codes_are_right_when_threads_start_and_wait_at_once(probe):
     """Each thread reaps its own child: multiprocessing's own polling from another thread's
     start would report 255 for some of them."""
