@@ -189,6 +189,7 @@ def _fork_embedded_backends(cwd: str) -> None:
         from agentkit.transports.process import BackendProcess
     finally:
         sys.path.remove(libraries)
+
     def popen(cmd, **kwargs):
         # A fork while another thread runs could copy a lock it holds: a real process then.
         if threading.active_count() > 1:
@@ -478,6 +479,20 @@ def run(cmd: list[str], *, timeout: float | None = None, capture_output: bool = 
         proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def finish(proc, timeout: float) -> tuple:
+    """``proc.communicate(timeout=timeout)`` for a command the test waits on; past the timeout
+    its process group is killed and ``AssertionError`` raised: a hang, not a failure by a
+    budget, named with the command and the tail of what it printed."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f"{' '.join(map(str, proc.args))} did not finish within {timeout:g}s (a hang, not a "
+                             f"failure by budget)\n--- output tail ---\n{(out or '')[-3000:]}\n{(err or '')[-2000:]}"
+                             ) from None
 
 
 def kill_group(proc) -> None:

@@ -79,6 +79,15 @@ def test_the_process_group_is_there_as_soon_as_the_start_returns(probe, kind):
     assert proc.wait(30) == -signal.SIGTERM
 
 
+def test_a_command_past_its_timeout_is_killed_and_named(probe):
+    proc = forked.popen([sys.executable, "-m", "probe"], cwd=probe, env=_env(PROBE_HANG="1"),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    with pytest.raises(AssertionError, match=r"-m probe did not finish within 0.5s \(a hang") as err:
+        forked.finish(proc, 0.5)
+    assert '"session_leader": true' in str(err.value), "the output's tail is in the message"
+    assert proc.wait(10) == -signal.SIGKILL
+
+
 def test_exit_codes_are_right_when_threads_start_and_wait_at_once(probe):
     """Each thread reaps its own child: multiprocessing's own polling from another thread's
     start would report 255 for some of them."""

@@ -169,12 +169,7 @@ def start_robot(suite: Path, outdir: Path, env: dict[str, str]) -> subprocess.Po
 
 
 def finish_robot(proc: subprocess.Popen, outdir: Path, started: float, timeout: float = 120.0) -> SuiteRun:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        forked.kill_group(proc)
-        out, err = proc.communicate()
-        raise AssertionError(f"robot did not finish within {timeout:g}s:\n{out[-3000:]}\n{err[-2000:]}") from None
+    out, err = forked.finish(proc, timeout)
     wall = time.monotonic() - started
     output = outdir / "output.xml"
     assert output.is_file(), f"robot wrote no output.xml (rc {proc.returncode}):\n{out[-3000:]}\n{err[-2000:]}"

@@ -292,12 +292,7 @@ def run(tmp: Path) -> FieldRun:
         started = time.monotonic()
         proc = forked.popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            forked.kill_group(proc)
-            out, err = proc.communicate()
-            raise AssertionError(f"robot did not finish within 120s:\n{out[-3000:]}\n{err[-2000:]}") from None
+        out, err = forked.finish(proc, 120)
         wall = time.monotonic() - started
         tokens = [t for s in [*servers.values(), home] for t in s.tokens]
     outdir.mkdir(exist_ok=True)

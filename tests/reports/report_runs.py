@@ -88,12 +88,7 @@ def robot_run(name: str, base: Path, env: dict[str, str], args: list[str] | tupl
 
 
 def finish(run: Run, proc: subprocess.Popen, meta: dict, timeout: float = 180.0) -> Run:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        forked.kill_group(proc)
-        out, _ = proc.communicate()
-        raise AssertionError(f"{run.name}: did not finish within {timeout:g}s: {' '.join(run.cmd)}\n{out[-3000:]}")
+    out, _ = forked.finish(proc, timeout)
     run.rc, run.stdout, run.wall = proc.returncode, out, time.monotonic() - meta["started"]
     return run
 

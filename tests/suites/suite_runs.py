@@ -152,12 +152,7 @@ def run_command(cmd: list[str], outdir: Path, env: dict[str, str], timeout: floa
     proc = forked.popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        forked.kill_group(proc)
-        out, err = proc.communicate()
-        raise AssertionError(f"robot did not finish within {timeout:g}s (a hang, not a failure by budget): "
-                             f"{' '.join(cmd)}\n--- console tail ---\n{out[-3000:]}\n{err[-2000:]}") from None
+        out, err = forked.finish(proc, timeout)
     finally:
         if proc.poll() is None:
             forked.kill_group(proc)
